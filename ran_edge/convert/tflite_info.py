@@ -1,0 +1,110 @@
+"""What a .tflite holds: I/O tensors with quantization, and the operator list.
+
+Read through the LiteRT interpreter (no schema code of our own), and used for the gate
+every Ethos-U build must pass: int8 in and out, no layout or (de)quantize op left.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ran_edge.errors import UsageError
+
+# Vela keeps these on the CPU (TRANSPOSE maps only for H/W swaps; float (de)quantize never).
+CPU_BOUND_OPS = frozenset({"TRANSPOSE", "QUANTIZE", "DEQUANTIZE"})
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    scale: float
+    zero_point: int
+
+
+@dataclass(frozen=True)
+class TfliteInfo:
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+    op_types: tuple[str, ...]
+    float_op_types: tuple[str, ...]  # ops with a float32 output: not fully int8
+
+    @property
+    def int8_io(self) -> bool:
+        return all(t.dtype == "int8" for t in (*self.inputs, *self.outputs))
+
+
+def _tensor(detail: dict) -> TensorInfo:
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    return TensorInfo(
+        name=detail["name"],
+        shape=tuple(int(d) for d in detail["shape"]),
+        dtype=np.dtype(detail["dtype"]).name,
+        scale=float(scale),
+        zero_point=int(zero_point),
+    )
+
+
+def make_interpreter(model: bytes, num_threads: int = 1):
+    """A LiteRT interpreter over `model`, tensors allocated; UsageError if it is not TFLite."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    try:
+        interpreter = Interpreter(model_content=model, num_threads=num_threads)
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise UsageError(
+            f"not a valid TFLite model ({str(exc).strip().splitlines()[0]}); "
+            "give a .tflite flatbuffer written by a TFLite converter."
+        ) from None
+    return interpreter
+
+
+def inspect_tflite(model: bytes) -> TfliteInfo:
+    interpreter = make_interpreter(model)
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    ops = interpreter._get_ops_details()  # noqa: SLF001 - the only op listing LiteRT offers
+    float_ops = tuple(
+        op["op_name"]
+        for op in ops
+        if any(
+            i in tensors and np.dtype(tensors[i]["dtype"]) == np.float32 for i in op["outputs"]
+        )
+    )
+    return TfliteInfo(
+        inputs=tuple(_tensor(d) for d in interpreter.get_input_details()),
+        outputs=tuple(_tensor(d) for d in interpreter.get_output_details()),
+        op_types=tuple(op["op_name"] for op in ops),
+        float_op_types=float_ops,
+    )
+
+
+def read_tflite(path: Path) -> bytes:
+    if not path.is_file():
+        raise UsageError(f"model file {path} does not exist.")
+    data = path.read_bytes()
+    # A TFLite flatbuffer carries the identifier "TFL3" at byte offset 4.
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise UsageError(
+            f"{path} is not a TFLite flatbuffer (no TFL3 identifier); "
+            "give a .tflite file written by a TFLite converter."
+        )
+    return data
+
+
+def npu_gate_problems(info: TfliteInfo) -> list[str]:
+    """Why this int8 model is not ready for a fully NPU-mapped Ethos-U build (empty: ready)."""
+    problems = []
+    for t in (*info.inputs, *info.outputs):
+        if t.dtype != "int8":
+            problems.append(f"I/O tensor {t.name!r} is {t.dtype}, not int8")
+    bad = sorted(set(info.op_types) & CPU_BOUND_OPS)
+    if bad:
+        problems.append(f"the graph holds {', '.join(bad)}, which Ethos-U runs on the CPU")
+    if info.float_op_types:
+        problems.append(f"float32 ops remain: {', '.join(sorted(set(info.float_op_types)))}")
+    return problems

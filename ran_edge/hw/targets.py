@@ -1,0 +1,185 @@
+"""Target profiles: hardware described as TOML data, never as code.
+
+A profile lives in `targets/<name>.toml` (shipped) or in any folder named by the
+`RAN_EDGE_TARGET_PATH` environment variable (colon-separated), or is given directly as a
+path to a `.toml` file. Users add hardware by adding a file; no code changes.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ran_edge.errors import UsageError
+from ran_edge.resources import shipped_dir
+
+TARGET_PATH_ENV = "RAN_EDGE_TARGET_PATH"
+SUPPORTED_KINDS = ("ethos-u",)
+VELA_OPTIMISE = ("Performance", "Size")
+
+
+@dataclass(frozen=True)
+class VelaOptions:
+    """How Vela is run for a target: the ini file, system config, memory mode and flags."""
+
+    config: str
+    system_config: str
+    memory_mode: str
+    optimise: str = "Performance"
+    arena_cache_size: int | None = None
+    extra_args: tuple[str, ...] = ()
+
+    def cli_args(self) -> list[str]:
+        """Vela command-line flags for these options (accelerator excluded)."""
+        args = [
+            "--config",
+            self.config,
+            "--system-config",
+            self.system_config,
+            "--memory-mode",
+            self.memory_mode,
+            "--optimise",
+            self.optimise,
+        ]
+        if self.arena_cache_size is not None:
+            args += ["--arena-cache-size", str(self.arena_cache_size)]
+        return args + list(self.extra_args)
+
+
+@dataclass(frozen=True)
+class NpuSpec:
+    """The Ethos-U configuration: Vela accelerator name, MACs per cycle and clock."""
+
+    accelerator: str
+    macs_per_cycle: int
+    clock_hz: float
+
+
+@dataclass(frozen=True)
+class Target:
+    """One target profile as loaded from its TOML file."""
+
+    name: str
+    kind: str
+    description: str
+    source: Path
+    npu: NpuSpec
+    vela: VelaOptions
+    aliases: tuple[str, ...] = field(default=())
+
+    @property
+    def vela_accelerator(self) -> str:
+        return self.npu.accelerator
+
+
+def _search_dirs() -> list[Path]:
+    user = [Path(p) for p in os.environ.get(TARGET_PATH_ENV, "").split(os.pathsep) if p]
+    return [*user, shipped_dir("targets")]
+
+
+def _require(table: dict, key: str, where: str, kind: type | tuple[type, ...]):
+    if key not in table:
+        raise UsageError(f"target profile {where} lacks `{key}`: add it (see targets/README.md).")
+    value = table[key]
+    if not isinstance(value, kind):
+        raise UsageError(
+            f"target profile {where}: `{key}` = {value!r} has the wrong type; "
+            f"expected {getattr(kind, '__name__', kind)} (see targets/README.md)."
+        )
+    return value
+
+
+def _resolve_vela_config(config: str, toml_path: Path) -> str:
+    """A bundled Vela config (`Arm/vela.ini`) stays as is; anything else is a file path."""
+    if config.startswith("Arm/"):
+        return config
+    path = Path(config)
+    if not path.is_absolute():
+        path = toml_path.parent / path
+    if not path.is_file():
+        raise UsageError(
+            f"target profile {toml_path}: Vela config file {path} does not exist; "
+            "fix `vela.config` (a path relative to the TOML, or Arm/vela.ini)."
+        )
+    return str(path.resolve())
+
+
+def load_target_file(path: Path) -> Target:
+    """Parse one target TOML, with a clear error for every malformed field."""
+    where = str(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read target profile {where}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"target profile {where} is not valid TOML: {exc}") from None
+    name = _require(data, "name", where, str)
+    kind = _require(data, "kind", where, str)
+    if kind not in SUPPORTED_KINDS:
+        raise UsageError(
+            f"target profile {where}: kind {kind!r} is not supported by this version; "
+            f"supported kinds: {', '.join(SUPPORTED_KINDS)}."
+        )
+    npu = _require(data, "npu", where, dict)
+    vela = _require(data, "vela", where, dict)
+    optimise = vela.get("optimise", "Performance")
+    if optimise not in VELA_OPTIMISE:
+        raise UsageError(f"target profile {where}: vela.optimise must be one of {VELA_OPTIMISE}.")
+    arena = vela.get("arena_cache_size")
+    if arena is not None and (not isinstance(arena, int) or arena <= 0):
+        raise UsageError(f"target profile {where}: vela.arena_cache_size must be a positive int.")
+    return Target(
+        name=name,
+        kind=kind,
+        description=str(data.get("description", "")),
+        source=path,
+        aliases=tuple(data.get("aliases", ())),
+        npu=NpuSpec(
+            accelerator=_require(npu, "accelerator", where, str),
+            macs_per_cycle=_require(npu, "macs_per_cycle", where, int),
+            clock_hz=float(_require(npu, "clock_hz", where, (int, float))),
+        ),
+        vela=VelaOptions(
+            config=_resolve_vela_config(_require(vela, "config", where, str), path),
+            system_config=_require(vela, "system_config", where, str),
+            memory_mode=_require(vela, "memory_mode", where, str),
+            optimise=optimise,
+            arena_cache_size=arena,
+            extra_args=tuple(str(a) for a in vela.get("extra_args", ())),
+        ),
+    )
+
+
+def list_targets() -> list[Target]:
+    """Every profile found, user folders first; a user file shadows a shipped one of the same name."""
+    found: dict[str, Target] = {}
+    for folder in _search_dirs():
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.glob("*.toml")):
+            target = load_target_file(path)
+            found.setdefault(target.name, target)
+    return sorted(found.values(), key=lambda t: t.name)
+
+
+def resolve_target(name_or_path: str) -> Target:
+    """Find a target by name, alias (`ethos-u55` -> `ethos-u55-128`) or TOML path."""
+    if name_or_path.endswith(".toml"):
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise UsageError(f"target profile file {path} does not exist.")
+        return load_target_file(path)
+    targets = list_targets()
+    for target in targets:
+        if name_or_path == target.name or name_or_path in target.aliases:
+            return target
+    names = [t.name for t in targets] + [a for t in targets for a in t.aliases]
+    close = difflib.get_close_matches(name_or_path, names, n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise UsageError(
+        f"unknown target {name_or_path!r}.{hint} Run `ran-edge targets` to list them all, "
+        f"or add a TOML file (see targets/README.md)."
+    )

@@ -1,0 +1,260 @@
+"""`build` and `profile` as plain functions: typed inputs, typed results, atomic outputs.
+
+build:   model -> float TFLite -> int8 TFLite (calibrated) -> fidelity -> Vela per target
+profile: an int8 .tflite made elsewhere -> Vela per target
+
+Each target's outputs are written into a temporary sibling folder and renamed into
+`<out>/<model>/<target>/` only once complete, so a failure never leaves half a build
+and never destroys the previous good one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ran_edge.convert.export import export_float_tflite, write_atomic
+from ran_edge.convert.fidelity import Fidelity, measure_fidelity
+from ran_edge.convert.quantize import quantize_int8
+from ran_edge.convert.tflite_info import TfliteInfo, inspect_tflite, npu_gate_problems
+from ran_edge.errors import StageError, UsageError
+from ran_edge.hw.attribution import ModuleIndex
+from ran_edge.hw.ethos_u import EthosUProfile, profile_ethos_u
+from ran_edge.hw.targets import Target, resolve_target
+from ran_edge.report.json_report import ModelFacts, build_report, dumps
+
+DEFAULT_MODEL = "mobilenet_v2"
+DEFAULT_MODULE_DEPTH = 2
+REPORT_FILE = "report.json"
+
+# A stage reporter: called as a context manager with a human label.
+StageFn = Callable[[str], contextlib.AbstractContextManager]
+
+
+@contextlib.contextmanager
+def _silent_stage(label: str) -> Iterator[None]:
+    yield
+
+
+@dataclass(frozen=True)
+class ConvertedModel:
+    """The target-independent half of a build."""
+
+    facts: ModelFacts
+    float_tflite: bytes
+    int8_tflite: bytes
+    info: TfliteInfo
+    fidelity: Fidelity | None
+    calibration: dict
+    modules: ModuleIndex
+
+
+@dataclass(frozen=True)
+class TargetBuild:
+    """One target's finished outputs."""
+
+    target: Target
+    profile: EthosUProfile
+    report: dict
+    out_dir: Path
+
+
+def resolve_targets(names: Sequence[str]) -> list[Target]:
+    """All targets resolved before any work starts, so a typo costs no conversion time."""
+    if not names:
+        raise UsageError("no target given: pass --target NAME (see `ran-edge targets`).")
+    targets = [resolve_target(n) for n in names]
+    seen: set[str] = set()
+    for t in targets:
+        if t.name in seen:
+            raise UsageError(f"target {t.name} given twice; give each target once.")
+        seen.add(t.name)
+    return targets
+
+
+def _nhwc(batch: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(batch.transpose(0, 2, 3, 1))
+
+
+def convert_model(
+    loaded, calib, *, stage: StageFn = _silent_stage, macs: int | None = None
+) -> ConvertedModel:
+    """Export `loaded` (a LoadedModel) to float TFLite, quantize it on `calib`, measure fidelity."""
+    from ran_edge.models import count_params
+
+    with stage("export float TFLite (litert-torch)"):
+        float_tflite = export_float_tflite(loaded.module, loaded.input_shape)
+    with stage(f"calibrate + quantize int8 ({len(calib.samples)} samples)"):
+        int8_tflite = quantize_int8(float_tflite, _nhwc(calib.samples))
+    info = inspect_tflite(int8_tflite)
+    fidelity = None
+    if len(calib.holdout):
+        with stage(f"int8 vs float on {len(calib.holdout)} held-out samples"):
+            fidelity = measure_fidelity(float_tflite, int8_tflite, _nhwc(calib.holdout))
+    facts = ModelFacts(
+        name=loaded.name,
+        source=loaded.source,
+        input_shape=tuple(loaded.input_shape),
+        params=count_params(loaded.module),
+        macs=macs,
+    )
+    calibration = {
+        "name": calib.name,
+        "description": calib.description,
+        "samples": int(len(calib.samples)),
+        "holdout": int(len(calib.holdout)),
+    }
+    return ConvertedModel(
+        facts=facts,
+        float_tflite=float_tflite,
+        int8_tflite=int8_tflite,
+        info=info,
+        fidelity=fidelity,
+        calibration=calibration,
+        modules=ModuleIndex.from_model(loaded.module, tuple(loaded.input_shape)),
+    )
+
+
+@contextlib.contextmanager
+def _staging_dir(final: Path) -> Iterator[Path]:
+    """A temp folder beside `final`, renamed onto it on success, removed on failure."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = final.with_name(f".{final.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _gate(converted: ConvertedModel, profile: EthosUProfile, allow_cpu: bool) -> None:
+    problems = npu_gate_problems(converted.info)
+    fallbacks = profile.cpu_fallbacks
+    if allow_cpu or (not problems and profile.vela.cpu_ops == 0):
+        return
+    lines = [f"  - {p}" for p in problems]
+    lines += [f"  - {f.op_type} ({f.name[-60:]}): {f.reason}" for f in fallbacks]
+    if profile.vela.cpu_ops and not fallbacks:
+        lines.append(f"  - Vela placed {profile.vela.cpu_ops} op(s) on the CPU")
+    raise StageError(
+        f"{converted.facts.name} is not fully int8 and NPU-mapped on {profile.target.name}:\n"
+        + "\n".join(lines)
+        + "\nFix: replace those ops with NPU-supported ones (see Vela's SUPPORTED_OPS), "
+        "or pass --allow-cpu-fallback to build and report anyway."
+    )
+
+
+def build_target(
+    converted: ConvertedModel,
+    target: Target,
+    out_root: Path,
+    *,
+    allow_cpu_fallback: bool = False,
+    module_depth: int = DEFAULT_MODULE_DEPTH,
+) -> TargetBuild:
+    """Vela-compile and report one target into `<out_root>/<model>/<target>/`, atomically."""
+    name = converted.facts.name
+    final = out_root / name / target.name
+    with _staging_dir(final) as tmp:
+        float_path, int8_path = tmp / f"{name}_float.tflite", tmp / f"{name}_int8.tflite"
+        write_atomic(float_path, converted.float_tflite)
+        write_atomic(int8_path, converted.int8_tflite)
+        profile = profile_ethos_u(int8_path, target, tmp, converted.modules)
+        _gate(converted, profile, allow_cpu_fallback)
+        artifacts = {
+            "float_tflite": float_path.name,
+            "int8_tflite": int8_path.name,
+            "vela_tflite": profile.vela.optimised_model.name,
+            "vela_summary_csv": profile.vela.summary_csv.name,
+            "vela_per_layer_csv": profile.vela.per_layer_csv.name,
+            "vela_log": profile.vela.log.name,
+        }
+        report = build_report(
+            model=converted.facts,
+            calibration=converted.calibration,
+            info=converted.info,
+            fidelity=converted.fidelity,
+            fidelity_reason="no held-out samples",
+            profile=profile,
+            artifacts=artifacts,
+            module_depth=module_depth,
+        )
+        write_atomic(tmp / REPORT_FILE, dumps(report).encode())
+    return TargetBuild(target, _relocate(profile, tmp, final), report, final)
+
+
+def _relocate(profile: EthosUProfile, old: Path, new: Path) -> EthosUProfile:
+    """Point the profile's file paths at the folder they were renamed into."""
+    from dataclasses import replace
+
+    vela = profile.vela
+
+    def move(p: Path) -> Path:
+        return new / p.relative_to(old)
+
+    vela = replace(
+        vela,
+        optimised_model=move(vela.optimised_model),
+        summary_csv=move(vela.summary_csv),
+        per_layer_csv=move(vela.per_layer_csv),
+        log=move(vela.log),
+    )
+    return replace(profile, vela=vela)
+
+
+def profile_tflite(
+    path: Path,
+    target: Target,
+    out_root: Path,
+    *,
+    module_depth: int = DEFAULT_MODULE_DEPTH,
+) -> TargetBuild:
+    """Profile an int8 .tflite made elsewhere (no conversion, no fidelity)."""
+    from ran_edge.convert.tflite_info import read_tflite
+
+    data = read_tflite(path)
+    info = inspect_tflite(data)
+    if not info.int8_io or any(t.dtype == "float32" for t in info.inputs):
+        dtypes = ", ".join(f"{t.name}: {t.dtype}" for t in (*info.inputs, *info.outputs))
+        raise UsageError(
+            f"{path.name} is not an int8 model (I/O: {dtypes}); Ethos-U runs int8 only. "
+            "Quantize it first (e.g. `ran-edge build` from the PyTorch model)."
+        )
+    name = path.stem
+    final = out_root / name / target.name
+    with _staging_dir(final) as tmp:
+        model_copy = tmp / path.name
+        write_atomic(model_copy, data)
+        profile = profile_ethos_u(model_copy, target, tmp, None)
+        facts = ModelFacts(name, str(path), info.inputs[0].shape, None, None)
+        report = build_report(
+            model=facts,
+            calibration=None,
+            info=info,
+            fidelity=None,
+            fidelity_reason="profile of an existing int8 model: no float reference",
+            profile=profile,
+            artifacts={
+                "int8_tflite": model_copy.name,
+                "vela_tflite": profile.vela.optimised_model.name,
+                "vela_summary_csv": profile.vela.summary_csv.name,
+                "vela_per_layer_csv": profile.vela.per_layer_csv.name,
+                "vela_log": profile.vela.log.name,
+            },
+            module_depth=module_depth,
+        )
+        write_atomic(tmp / REPORT_FILE, dumps(report).encode())
+    return TargetBuild(target, _relocate(profile, tmp, final), report, final)

@@ -1,0 +1,1 @@
+"""Reports: versioned JSON records and the console tables people read."""
