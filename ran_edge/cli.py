@@ -20,10 +20,11 @@ from rich.table import Table
 
 from ran_edge import __version__
 from ran_edge.errors import RanEdgeError, UsageError
+from ran_edge.quiet import progress_stream
 
 # Tables are wide; when output goes to a file or CI log, do not squeeze them to 80 columns.
 stdout = Console(width=None if sys.stdout.isatty() else 140)
-stderr = Console(stderr=True)
+stderr = Console(file=progress_stream())
 
 DEFAULT_TARGET = "ethos-u55-128"
 
@@ -230,14 +231,18 @@ _TARGET_HELP = (
     show_default=True,
     help="Output root; results go to <out>/<model>/<target>/.",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for calibration sampling.")
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed for calibration sampling."
+)
 @click.option(
     "--allow-cpu-fallback",
     is_flag=True,
     help="Write the build even if ops stay on the CPU (default: fail and name them).",
 )
 @click.option("--layers", is_flag=True, help="Also print the per-layer table.")
-@click.option("--json", "as_json", is_flag=True, help="Print report.json content instead of tables.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print report.json content instead of tables."
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 def build(
     target_names,
@@ -286,14 +291,12 @@ def build(
                     holdout=holdout,
                     seed=seed,
                 )
-            converted = convert_model(loaded, data, stage=stage, macs=macs)
+            converted = convert_model(loaded, data, stage=stage, macs=macs, weights=weights)
             builds = []
             for target in targets_:
                 with stage(f"Vela for {target.name}"):
                     builds.append(
-                        build_target(
-                            converted, target, out, allow_cpu_fallback=allow_cpu_fallback
-                        )
+                        build_target(converted, target, out, allow_cpu_fallback=allow_cpu_fallback)
                     )
         _print_builds(builds, as_json, layers)
 
@@ -311,7 +314,9 @@ def build(
     help="Output root; results go to <out>/<model stem>/<target>/.",
 )
 @click.option("--layers", is_flag=True, help="Also print the per-layer table.")
-@click.option("--json", "as_json", is_flag=True, help="Print report.json content instead of tables.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print report.json content instead of tables."
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 def profile(model: Path, target_names, out: Path, layers: bool, as_json: bool, quiet: bool) -> None:
     """Profile an int8 .tflite made elsewhere on one or more Ethos-U targets.

@@ -82,8 +82,21 @@ def _nhwc(batch: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(batch.transpose(0, 2, 3, 1))
 
 
+def weights_label(loaded, weights: Path | None) -> str:
+    if weights is not None:
+        return f"state_dict {Path(weights).name}"
+    if loaded.source.startswith("zoo:"):
+        return "random (seeded init; pass --weights for trained figures)"
+    return "as built by the model file" if loaded.source.startswith("file:") else "from .pt2"
+
+
 def convert_model(
-    loaded, calib, *, stage: StageFn = _silent_stage, macs: int | None = None
+    loaded,
+    calib,
+    *,
+    stage: StageFn = _silent_stage,
+    macs: int | None = None,
+    weights: Path | None = None,
 ) -> ConvertedModel:
     """Export `loaded` (a LoadedModel) to float TFLite, quantize it on `calib`, measure fidelity."""
     from ran_edge.models import count_params
@@ -103,6 +116,7 @@ def convert_model(
         input_shape=tuple(loaded.input_shape),
         params=count_params(loaded.module),
         macs=macs,
+        weights=weights_label(loaded, weights),
     )
     calibration = {
         "name": calib.name,
@@ -239,7 +253,7 @@ def profile_tflite(
         model_copy = tmp / path.name
         write_atomic(model_copy, data)
         profile = profile_ethos_u(model_copy, target, tmp, None)
-        facts = ModelFacts(name, str(path), info.inputs[0].shape, None, None)
+        facts = ModelFacts(name, str(path), info.inputs[0].shape, None, None, "from .tflite")
         report = build_report(
             model=facts,
             calibration=None,

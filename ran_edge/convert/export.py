@@ -7,8 +7,6 @@ module's path in the TFLite op names, which per-module attribution relies on.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 from importlib.metadata import version
 from pathlib import Path
@@ -17,6 +15,7 @@ import torch
 from torch import nn
 
 from ran_edge.errors import StageError
+from ran_edge.quiet import captured_output
 
 # Quiet the converter's progress printer and C++ logs; ran-edge shows its own progress.
 os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
@@ -34,7 +33,8 @@ def export_float_tflite(module: nn.Module, input_shape: tuple[int, ...]) -> byte
     `input_shape` is the PyTorch NCHW shape; the TFLite input is its NHWC transpose.
     4-D outputs are made channel-last too, so no layout op survives at either end.
     """
-    import litert_torch  # heavy import: only when converting
+    with captured_output():  # heavy import, noisy native logging: only when converting
+        import litert_torch
 
     module = module.eval()
     n, c, h, w = input_shape
@@ -42,9 +42,9 @@ def export_float_tflite(module: nn.Module, input_shape: tuple[int, ...]) -> byte
     with torch.no_grad():
         out = module(torch.zeros(input_shape))
     outputs = [0] if isinstance(out, torch.Tensor) and out.dim() == 4 else None
-    wrapped = litert_torch.to_channel_last_io(module, args=[0], outputs=outputs)
+    wrapped = litert_torch.to_channel_last_io(module, args=[0], outputs=outputs).eval()
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
+        with captured_output():
             edge_model = litert_torch.convert(wrapped, (example,))
     except Exception as exc:  # the converter raises many types; all mean "cannot export"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -7,14 +7,13 @@ CNN's ops on the Ethos-U NPU (PT2E quantization left TRANSPOSE/DEQUANTIZE on the
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 from importlib.metadata import version
 
 import numpy as np
 
 from ran_edge.errors import StageError, UsageError
+from ran_edge.quiet import captured_output
 
 
 def quantizer_version() -> str:
@@ -24,10 +23,14 @@ def quantizer_version() -> str:
 def quantize_int8(float_tflite: bytes, calibration_nhwc: np.ndarray) -> bytes:
     """Calibrate on `calibration_nhwc` (N x H x W x C float32, one sample per row) and quantize."""
     from ai_edge_litert.interpreter import Interpreter
-    from ai_edge_quantizer import quantizer, recipe
+
+    with captured_output():
+        from ai_edge_quantizer import quantizer, recipe
 
     if calibration_nhwc.ndim != 4 or len(calibration_nhwc) == 0:
-        raise UsageError("the calibration set is empty: give at least one sample (--calib-samples).")
+        raise UsageError(
+            "the calibration set is empty: give at least one sample (--calib-samples)."
+        )
     signatures = Interpreter(model_content=float_tflite).get_signature_list()
     if len(signatures) != 1:
         raise StageError(f"expected one signature in the float model, found {list(signatures)}")
@@ -41,7 +44,7 @@ def quantize_int8(float_tflite: bytes, calibration_nhwc: np.ndarray) -> bytes:
     samples = [{input_name: sample[None].astype(np.float32)} for sample in calibration_nhwc]
     q = quantizer.Quantizer(bytearray(float_tflite), recipe.static_wi8_ai8())
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
+        with captured_output():
             ranges = q.calibrate({key: samples}, num_threads=os.cpu_count() or 1)
             result = q.quantize(ranges, enable_progress_report=False)
     except Exception as exc:

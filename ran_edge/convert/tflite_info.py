@@ -71,9 +71,7 @@ def inspect_tflite(model: bytes) -> TfliteInfo:
     float_ops = tuple(
         op["op_name"]
         for op in ops
-        if any(
-            i in tensors and np.dtype(tensors[i]["dtype"]) == np.float32 for i in op["outputs"]
-        )
+        if any(i in tensors and np.dtype(tensors[i]["dtype"]) == np.float32 for i in op["outputs"])
     )
     return TfliteInfo(
         inputs=tuple(_tensor(d) for d in interpreter.get_input_details()),

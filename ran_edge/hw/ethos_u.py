@@ -86,7 +86,8 @@ def profile_ethos_u(
     vela = run_vela(model, target, output_dir)
     paths = attribute_layers([(layer.name, layer.macs) for layer in vela.layers], modules)
     layers = [
-        LayerCost(i, layer, path) for i, (layer, path) in enumerate(zip(vela.layers, paths))
+        LayerCost(i, layer, path)
+        for i, (layer, path) in enumerate(zip(vela.layers, paths, strict=True))
     ]
     total = sum(cost.layer.op_cycles for cost in layers)
     modules = aggregate_modules(layers, target.npu.macs_per_cycle, total)

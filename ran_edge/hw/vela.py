@@ -10,6 +10,7 @@ is exactly what a user's direct `vela` run prints), into a fresh directory.
 from __future__ import annotations
 
 import csv
+import os
 import re
 import subprocess
 import sys
@@ -107,8 +108,8 @@ class VelaResult:
     command: tuple[str, ...]
 
 
-def vela_command(model: Path, target: Target, output_dir: Path) -> list[str]:
-    """The exact command ran-edge runs; a user can paste it to reproduce a figure."""
+def vela_command(model: Path, target: Target) -> list[str]:
+    """The exact command ran-edge runs in the output folder; paste it there to reproduce."""
     return [
         sys.executable,
         "-m",
@@ -120,15 +121,17 @@ def vela_command(model: Path, target: Target, output_dir: Path) -> list[str]:
         "--verbose-performance",
         "--show-cpu-operations",
         "--output-dir",
-        str(output_dir),
+        ".",
     ]
 
 
 def run_vela(model: Path, target: Target, output_dir: Path) -> VelaResult:
     """Compile `model` for `target` into `output_dir` (created; should be empty) and parse it."""
     output_dir.mkdir(parents=True, exist_ok=True)
-    command = vela_command(model, target, output_dir)
-    proc = subprocess.run(command, capture_output=True, text=True, check=False)
+    # Run inside the output folder with relative paths, so logs hold no temp-folder names.
+    model_arg = Path(os.path.relpath(model.resolve(), output_dir.resolve()))
+    command = vela_command(model_arg, target)
+    proc = subprocess.run(command, capture_output=True, text=True, check=False, cwd=output_dir)
     log = output_dir / VELA_LOG
     text = proc.stdout + proc.stderr
     log.write_text(text)

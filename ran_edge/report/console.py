@@ -38,10 +38,11 @@ def _memory_cell(report: dict) -> str:
 def summary_table(report: dict) -> Table:
     t = report["target"]
     table = Table(
-        title=f"{report['model']['name']} on {t['name']} "
-        f"({t['system_config']}, {t['memory_mode']}, {t['clock_hz'] / 1e6:.0f} MHz)",
+        title=f"{report['model']['name']} on {t['name']}",
+        caption=f"{t['system_config']}, {t['memory_mode']}, {t['clock_hz'] / 1e6:.0f} MHz",
         show_header=False,
         title_justify="left",
+        caption_justify="left",
     )
     table.add_column("figure", style="bold")
     table.add_column("value", justify="right")

@@ -33,6 +33,7 @@ class ModelFacts:
     input_shape: tuple[int, ...]
     params: int | None
     macs: int | None
+    weights: str  # where the weights came from: figures from random weights differ a little
 
 
 def tool_versions() -> dict[str, str]:
@@ -135,6 +136,7 @@ def build_report(
             "input_shape": list(model.input_shape),
             "params": model.params,
             "macs": model.macs,
+            "weights": model.weights,
         },
         "calibration": calibration,
         "conversion": {
@@ -200,12 +202,8 @@ def build_report(
 
 
 def portable_command(command: tuple[str, ...]) -> list[str]:
-    """The Vela call as a user would type it in the target folder (no temp paths)."""
-    args = ["vela", *command[3:]]  # drop `python -m ethosu.vela`
-    out = [Path(a).name if a.endswith(".tflite") else a for a in args]
-    if "--output-dir" in out:
-        out[out.index("--output-dir") + 1] = "."
-    return out
+    """The Vela call as a user would type it in the target folder."""
+    return ["vela", *command[3:]]  # drop `python -m ethosu.vela`
 
 
 def dumps(report: dict) -> str:
