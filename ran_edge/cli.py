@@ -69,7 +69,9 @@ def _run(fn):
     try:
         fn()
     except RanEdgeError as exc:
-        stderr.print(f"[bold red]error:[/bold red] {exc}", highlight=False, markup=False)
+        # A Console bound to the *current* sys.stderr at print time, so errors are never
+        # lost to a redirected stream.
+        Console(stderr=True).print(f"error: {exc}", style="bold red", highlight=False, markup=False)
         sys.exit(exc.exit_code)
 
 

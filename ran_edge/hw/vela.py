@@ -1,8 +1,8 @@
 """The one place that knows Vela: how to call it and how to read what it writes.
 
 Vela 5.2 writes cycles only into `<name>_summary_<system>.csv` and, with
-`--verbose-performance`, `<name>_per-layer.csv`; NPU/CPU op counts and the reason
-each op fell back to the CPU appear only on stdout. We run it as a subprocess (its
+`--verbose-performance`, `<name>_per-layer.csv`; NPU/CPU op counts (of the
+TFLite model's operators) and the reason each op fell back to the CPU appear only on stdout. We run it as a subprocess (its
 own process, so a crash or `SystemExit` cannot take ran-edge down, and the output
 is exactly what a user's direct `vela` run prints), into a fresh directory.
 """
@@ -118,8 +118,8 @@ def vela_command(model: Path, target: Target) -> list[str]:
         "--accelerator-config",
         target.npu.accelerator,
         *target.vela.cli_args(),
+        # Not --show-cpu-operations: it switches the op counts to Vela's internal ops.
         "--verbose-performance",
-        "--show-cpu-operations",
         "--output-dir",
         ".",
     ]

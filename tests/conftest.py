@@ -1,0 +1,105 @@
+"""Shared fixtures: a trained tiny digits model, and one real end-to-end build reused by tests.
+
+Everything runs the real tools (litert-torch, ai-edge-quantizer, LiteRT, Vela) on models
+and data made here: scikit-learn's shipped digits, nothing downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner, Result
+
+from ran_edge.cli import main
+
+ASSETS = Path(__file__).parent / "assets"
+DIGITS_NET = ASSETS / "digits_net.py"
+BUILD_TARGETS = ("ethos-u55-128", "ethos-u65-256")
+
+
+def run_cli(*args: str) -> Result:
+    """Invoke `ran-edge` in-process; exceptions other than SystemExit propagate."""
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 1,797 digits as N x 1 x 32 x 32 float32 in [0, 1], and labels."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = torch.tensor(digits.images, dtype=torch.float32)[:, None] / 16.0
+    x = torch.nn.functional.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False)
+    return x.numpy(), digits.target.astype(np.int64)
+
+
+@dataclass(frozen=True)
+class DigitsModel:
+    spec: str  # file.py:factory
+    weights: Path
+    calib: Path  # .npz of held-out-free calibration rows
+    test_x: np.ndarray
+    test_y: np.ndarray
+    float_accuracy: float
+
+
+@pytest.fixture(scope="session")
+def digits_model(tmp_path_factory) -> DigitsModel:
+    """DigitsNet trained for a few seconds on CPU (seeded), with a calibration .npz."""
+    from ran_edge.models import load_model
+
+    x, y = digits_arrays()
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(x))
+    train, test = order[:1400], order[1400:]
+    loaded = load_model(f"{DIGITS_NET}:make_net")
+    net = loaded.module.train()
+    torch.manual_seed(0)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    xt, yt = torch.from_numpy(x[train]), torch.from_numpy(y[train])
+    for _epoch in range(6):
+        perm = torch.randperm(len(xt))
+        for i in range(0, len(xt), 64):
+            idx = perm[i : i + 64]
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(xt[idx]), yt[idx]).backward()
+            opt.step()
+    net.eval()
+    with torch.no_grad():
+        acc = float((net(torch.from_numpy(x[test])).argmax(1).numpy() == y[test]).mean())
+    folder = tmp_path_factory.mktemp("digits")
+    weights = folder / "digits.pt"
+    torch.save(net.state_dict(), weights)
+    calib = folder / "digits_calib.npz"
+    np.savez(calib, x=x[train[:200]])
+    return DigitsModel(
+        f"{DIGITS_NET}:make_net", weights, calib, x[test], y[test], acc
+    )
+
+
+@dataclass(frozen=True)
+class Build:
+    out: Path
+    model_dir: Path
+    reports: dict[str, dict]
+    stdout: str
+
+
+@pytest.fixture(scope="session")
+def digits_build(digits_model, tmp_path_factory) -> Build:
+    """One real two-target build through the CLI, shared by the tests that inspect it."""
+    out = tmp_path_factory.mktemp("build")
+    args = ["build", "--model", digits_model.spec, "--weights", digits_model.weights]
+    args += ["--calib", digits_model.calib, "--calib-samples", 64, "--holdout", 48]
+    args += ["--out", out, "-q"]
+    for target in BUILD_TARGETS:
+        args += ["--target", target]
+    result = run_cli(*args)
+    assert result.exit_code == 0, result.output
+    model_dir = out / "digits_net_make_net"
+    reports = {t: json.loads((model_dir / t / "report.json").read_text()) for t in BUILD_TARGETS}
+    return Build(out, model_dir, reports, result.stdout)
