@@ -76,9 +76,7 @@ def digits_model(tmp_path_factory) -> DigitsModel:
     torch.save(net.state_dict(), weights)
     calib = folder / "digits_calib.npz"
     np.savez(calib, x=x[train[:200]])
-    return DigitsModel(
-        f"{DIGITS_NET}:make_net", weights, calib, x[test], y[test], acc
-    )
+    return DigitsModel(f"{DIGITS_NET}:make_net", weights, calib, x[test], y[test], acc)
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ import json
 
 import jsonschema
 import numpy as np
-
 from conftest import BUILD_TARGETS, run_cli
+
 from ran_edge.convert.fidelity import _run
 from ran_edge.convert.tflite_info import CPU_BOUND_OPS, inspect_tflite
 from ran_edge.report.json_report import SCHEMA_FILE
@@ -66,8 +66,10 @@ def test_int8_fidelity_above_floor(digits_build, digits_model):
 
 def test_int8_model_keeps_the_float_accuracy(digits_build, digits_model):
     """The int8 .tflite classifies real held-out digits about as well as the PyTorch model."""
-    int8 = (digits_build.model_dir / BUILD_TARGETS[0] / "digits_net_make_net_int8.tflite")
-    logits = _run(int8.read_bytes(), np.ascontiguousarray(digits_model.test_x.transpose(0, 2, 3, 1)))
+    int8 = digits_build.model_dir / BUILD_TARGETS[0] / "digits_net_make_net_int8.tflite"
+    logits = _run(
+        int8.read_bytes(), np.ascontiguousarray(digits_model.test_x.transpose(0, 2, 3, 1))
+    )
     int8_accuracy = float((logits.argmax(1) == digits_model.test_y).mean())
     assert digits_model.float_accuracy > 0.85, "the fixture model failed to train"
     assert int8_accuracy >= digits_model.float_accuracy - 0.03
@@ -82,8 +84,10 @@ def test_figures_are_consistent(digits_build):
         cycles_total = metric_value(m, "cycles_total")
         assert abs(cycles_total / report["target"]["clock_hz"] * 1e3 - latency_ms) < 1e-3
         util = metric_value(m, "mac_utilisation")
-        expected = 100 * metric_value(m, "macs") / (
-            metric_value(m, "cycles_npu") * report["target"]["macs_per_cycle"]
+        expected = (
+            100
+            * metric_value(m, "macs")
+            / (metric_value(m, "cycles_npu") * report["target"]["macs_per_cycle"])
         )
         assert abs(util - expected) < 1e-9 and 0 < util <= 100
         assert report["target"]["name"] == target

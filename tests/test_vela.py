@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import BUILD_TARGETS
+
 from ran_edge.hw.targets import resolve_target
 from ran_edge.hw.vela import parse_cpu_fallbacks, parse_op_counts, parse_per_layer_csv
 from ran_edge.report.metrics import metric_value
@@ -63,7 +63,9 @@ def test_parsed_figures_equal_a_direct_vela_run(digits_build, tmp_path, target):
     assert [int(r[12]) for r in rows] == [layer["macs"] for layer in report["layers"]]
     # And the compiled model itself is byte-identical.
     vela_tflite = tmp_path / "vela" / "digits_net_make_net_int8_vela.tflite"
-    assert vela_tflite.read_bytes() == (folder / "digits_net_make_net_int8_vela.tflite").read_bytes()
+    assert (
+        vela_tflite.read_bytes() == (folder / "digits_net_make_net_int8_vela.tflite").read_bytes()
+    )
 
 
 def test_report_records_the_command_that_reproduces_it(digits_build):

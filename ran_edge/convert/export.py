@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ran_edge.errors import StageError
+from ran_edge.probe import probe_forward
 from ran_edge.quiet import captured_output
 
 # Quiet the converter's progress printer and C++ logs; ran-edge shows its own progress.
@@ -39,8 +40,7 @@ def export_float_tflite(module: nn.Module, input_shape: tuple[int, ...]) -> byte
     module = module.eval()
     n, c, h, w = input_shape
     example = torch.zeros(n, h, w, c)
-    with torch.no_grad():
-        out = module(torch.zeros(input_shape))
+    out = probe_forward(module, input_shape)
     outputs = [0] if isinstance(out, torch.Tensor) and out.dim() == 4 else None
     wrapped = litert_torch.to_channel_last_io(module, args=[0], outputs=outputs).eval()
     try:

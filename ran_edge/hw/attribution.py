@@ -14,8 +14,9 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-import torch
 from torch import nn
+
+from ran_edge.probe import probe_forward
 
 UNATTRIBUTED = "(unattributed)"
 _WEIGHTED_CLASSES = ("Conv1d", "Conv2d", "ConvTranspose2d", "Linear")
@@ -69,8 +70,7 @@ def layer_macs(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, int]
 
             hooks.append(module.register_forward_hook(linear_hook))
     try:
-        with torch.no_grad():
-            model(torch.zeros(input_shape))
+        probe_forward(model, input_shape)
     finally:
         for hook in hooks:
             hook.remove()

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
+
+from ran_edge.probe import probe_forward
 
 
 def count_params(module: nn.Module) -> int:
@@ -28,8 +29,8 @@ def count_macs(module: nn.Module, input_shape: Sequence[int]) -> int:
     no_grad, in eval mode, so BN running stats are untouched.
     """
     counter = FlopCounterMode(display=False)
-    with _eval_mode(module), torch.no_grad(), counter:
-        module(torch.zeros(tuple(input_shape)))
+    with _eval_mode(module), counter:
+        probe_forward(module, input_shape)
     return counter.get_total_flops() // 2  # the counter reports 2 FLOPs per MAC
 
 

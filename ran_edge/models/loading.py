@@ -36,6 +36,7 @@ from torch import nn
 
 from ran_edge.errors import UsageError
 from ran_edge.models.registry import create_model, get_entry
+from ran_edge.probe import probe_forward
 
 _SHAPE_HINT = "Pass --input-shape N,C,H,W matching the model."
 _MAX_KEYS_SHOWN = 5
@@ -456,8 +457,7 @@ def _set_eval(module: nn.Module) -> None:
 
 def _check_forward(loaded: LoadedModel) -> None:
     try:
-        with torch.no_grad():
-            loaded.module(torch.zeros(loaded.input_shape))
+        probe_forward(loaded.module, loaded.input_shape)
     except Exception as exc:
         raise UsageError(
             f"input shape {loaded.input_shape} does not fit model {loaded.name}: "
