@@ -69,9 +69,8 @@ def _run(fn):
     try:
         fn()
     except RanEdgeError as exc:
-        # A Console bound to the *current* sys.stderr at print time, so errors are never
-        # lost to a redirected stream.
-        Console(stderr=True).print(f"error: {exc}", style="bold red", highlight=False, markup=False)
+        # click.echo to the *current* stderr, unwrapped, so paths in messages stay pasteable.
+        click.echo(click.style(f"error: {exc}", fg="red", bold=True), err=True)
         sys.exit(exc.exit_code)
 
 

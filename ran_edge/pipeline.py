@@ -138,12 +138,16 @@ def convert_model(
 @contextlib.contextmanager
 def _staging_dir(final: Path) -> Iterator[Path]:
     """A temp folder beside `final`, renamed onto it on success, removed on failure."""
+    created_parent = not final.parent.exists()
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if created_parent:
+            with contextlib.suppress(OSError):  # only if still empty
+                final.parent.rmdir()
         raise
     old = final.with_name(f".{final.name}.old")
     if old.exists():

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ran_edge.errors import UsageError
+from ran_edge.hw.vela import vela_accelerators
 from ran_edge.resources import shipped_dir
 
 TARGET_PATH_ENV = "RAN_EDGE_TARGET_PATH"
@@ -128,6 +129,14 @@ def load_target_file(path: Path) -> Target:
     optimise = vela.get("optimise", "Performance")
     if optimise not in VELA_OPTIMISE:
         raise UsageError(f"target profile {where}: vela.optimise must be one of {VELA_OPTIMISE}.")
+    accelerator = _require(npu, "accelerator", where, str)
+    if accelerator not in vela_accelerators():
+        close = difflib.get_close_matches(accelerator, vela_accelerators(), n=1)
+        hint = f" Did you mean {close[0]}?" if close else ""
+        raise UsageError(
+            f"target profile {where}: npu.accelerator {accelerator!r} is not an Ethos-U "
+            f"configuration Vela knows.{hint} Valid: {', '.join(vela_accelerators())}."
+        )
     arena = vela.get("arena_cache_size")
     if arena is not None and (not isinstance(arena, int) or arena <= 0):
         raise UsageError(f"target profile {where}: vela.arena_cache_size must be a positive int.")
@@ -138,7 +147,7 @@ def load_target_file(path: Path) -> Target:
         source=path,
         aliases=tuple(data.get("aliases", ())),
         npu=NpuSpec(
-            accelerator=_require(npu, "accelerator", where, str),
+            accelerator=accelerator,
             macs_per_cycle=_require(npu, "macs_per_cycle", where, int),
             clock_hz=float(_require(npu, "clock_hz", where, (int, float))),
         ),

@@ -10,6 +10,7 @@ is exactly what a user's direct `vela` run prints), into a fresh directory.
 from __future__ import annotations
 
 import csv
+import functools
 import os
 import re
 import subprocess
@@ -17,15 +18,35 @@ import sys
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ran_edge.errors import StageError
-from ran_edge.hw.targets import Target
+
+if TYPE_CHECKING:
+    from ran_edge.hw.targets import Target
 
 VELA_LOG = "vela_stdout.txt"
 
 
 def vela_version() -> str:
     return version("ethos-u-vela")
+
+
+@functools.cache
+def vela_accelerators() -> tuple[str, ...]:
+    """The `--accelerator-config` values this Vela accepts."""
+    from ethosu.vela.architecture_features import Accelerator
+
+    return tuple(Accelerator.member_list())
+
+
+def _failure_reason(text: str) -> str:
+    """Vela's own error line out of its output (skipping traceback frames)."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    for line in reversed(lines):
+        if "Error" in line and not line.startswith(("File ", "Traceback")):
+            return line
+    return lines[-1] if lines else "no output"
 
 
 @dataclass(frozen=True)
@@ -136,10 +157,10 @@ def run_vela(model: Path, target: Target, output_dir: Path) -> VelaResult:
     text = proc.stdout + proc.stderr
     log.write_text(text)
     if proc.returncode != 0:
-        tail = "\n".join(text.strip().splitlines()[-8:])
         raise StageError(
-            f"Vela failed on {model.name} for {target.name} (exit {proc.returncode}). "
-            f"Last lines:\n{tail}\nFull log: {log}"
+            f"Vela failed on {model.name} for target {target.name} (exit {proc.returncode}): "
+            f"{_failure_reason(text)}\nCheck the target profile {target.source}; to reproduce: "
+            f"vela {' '.join(command[3:])}"
         )
     return parse_vela_output(output_dir, model.stem, text, tuple(command), log)
 

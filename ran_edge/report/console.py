@@ -25,14 +25,29 @@ def _fidelity(report: dict, name: str):
 
 
 def _memory_cell(report: dict) -> str:
-    flash = _metric(report, "off_chip_flash_used") or 0.0
-    dram = _metric(report, "dram_used") or 0.0
+    """Where weights (and, in Dedicated_Sram, the arena) live outside the NPU's SRAM."""
     parts = []
-    if flash:
-        parts.append(f"flash {flash:,.1f}")
-    if dram:
-        parts.append(f"DRAM {dram:,.1f}")
+    for name, label in (
+        ("off_chip_flash_used", "flash"),
+        ("dram_used", "DRAM"),
+        ("on_chip_flash_used", "on-chip flash"),
+    ):
+        value = _metric(report, name) or 0.0
+        if value and not (label == "on-chip flash" and _sram_only(report)):
+            parts.append(f"{label} {value:,.1f}")
     return ", ".join(parts) or "0"
+
+
+def _sram_only(report: dict) -> bool:
+    return report["target"]["memory_mode"] == "Sram_Only"
+
+
+def _sram_cell(report: dict) -> str:
+    total = _metric(report, "sram_total")
+    if _sram_only(report):
+        weights = _metric(report, "on_chip_flash_used") or 0.0
+        return f"{_fmt(total, ',.1f')} (weights {weights:,.1f})"
+    return _fmt(total, ",.1f")
 
 
 def summary_table(report: dict) -> Table:
@@ -53,7 +68,7 @@ def summary_table(report: dict) -> Table:
         ("total cycles", _fmt(_metric(report, "cycles_total"))),
         ("MACs", _fmt(_metric(report, "macs"))),
         ("MAC utilisation (%)", _fmt(_metric(report, "mac_utilisation"), ".1f")),
-        ("SRAM used (KiB)", _fmt(_metric(report, "sram_used"), ",.1f")),
+        ("SRAM used (KiB)", _sram_cell(report)),
         ("off-chip memory used (KiB)", _memory_cell(report)),
         ("encoded weights (B)", _fmt(_metric(report, "encoded_weights"))),
         ("ops NPU / CPU", f"{_metric(report, 'npu_ops')} / {_metric(report, 'cpu_ops')}"),
@@ -156,7 +171,7 @@ def comparison_table(reports: list[dict]) -> Table:
             _fmt(_metric(r, "latency"), ",.2f"),
             _fmt(_metric(r, "cycles_npu")),
             _fmt(_metric(r, "mac_utilisation"), ".1f"),
-            _fmt(_metric(r, "sram_used"), ",.1f"),
+            _sram_cell(r),
             _memory_cell(r),
             f"{_metric(r, 'npu_ops')}/{_metric(r, 'cpu_ops')}",
             "vela",

@@ -40,6 +40,15 @@ def tool_versions() -> dict[str, str]:
     return {tool: version(tool) for tool in TOOLS}
 
 
+def sram_total_kib(profile: EthosUProfile) -> float:
+    """All SRAM the model occupies. In Sram_Only, Vela files the weights under on-chip flash
+    ("Changing const_mem_area from Sram to OnChipFlash"), though they sit in the same SRAM."""
+    s = profile.vela.summary
+    if s.memory_mode == "Sram_Only":
+        return s.sram_used_kib + s.on_chip_flash_used_kib
+    return s.sram_used_kib
+
+
 def ethos_u_metrics(profile: EthosUProfile) -> list[Metric]:
     s = profile.vela.summary
     cpu_reason = (
@@ -56,6 +65,7 @@ def ethos_u_metrics(profile: EthosUProfile) -> list[Metric]:
         Metric("macs", "MAC", s.nn_macs),
         Metric("mac_utilisation", "%", profile.mac_utilisation_pct, source="ran-edge"),
         Metric("sram_used", "KiB", s.sram_used_kib),
+        Metric("sram_total", "KiB", sram_total_kib(profile), source="ran-edge"),
         Metric("off_chip_flash_used", "KiB", s.off_chip_flash_used_kib),
         Metric("dram_used", "KiB", s.dram_used_kib),
         Metric("on_chip_flash_used", "KiB", s.on_chip_flash_used_kib),
