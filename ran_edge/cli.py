@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -188,6 +189,89 @@ def _print_builds(builds, as_json: bool, layers: bool) -> None:
         stdout.print(comparison_table(reports))
 
 
+def _parse_bytes(value: str | None, option: str) -> int | None:
+    """`512KiB`, `2MiB`, `1048576` -> bytes."""
+    if value is None:
+        return None
+    units = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
+    match = re.fullmatch(r"([0-9.]+)\s*([a-z]*)", value.strip().lower())
+    if match is None or match[2] not in units:
+        raise UsageError(f"{option} {value!r} is not a size; write e.g. 512KiB, 2MiB or 1048576.")
+    result = int(float(match[1]) * units[match[2]])
+    if result <= 0:
+        raise UsageError(f"{option} must be positive, got {value!r}.")
+    return result
+
+
+def _firmware_flags(fn):
+    """Options shared by `firmware` and `build --firmware`."""
+    options = [
+        click.option(
+            "--section",
+            default=".nn_model",
+            show_default=True,
+            help="Linker section for the model array.",
+        ),
+        click.option("--symbol", help="C symbol of the model array (default: <model>_model)."),
+        click.option(
+            "--labels",
+            type=click.Path(path_type=Path),
+            help="Class labels, one per line, for model_io.h.",
+        ),
+        click.option(
+            "--sram-budget", help="SRAM budget, e.g. 512KiB (default: the target profile's)."
+        ),
+        click.option(
+            "--flash-budget", help="Flash budget, e.g. 4MiB (default: the target profile's)."
+        ),
+        click.option("--dram-budget", help="DRAM budget (Dedicated_Sram targets)."),
+        click.option(
+            "--compile-check/--no-compile-check",
+            default=None,
+            help="Compile with arm-none-eabi-gcc -mcpu=cortex-m55 and check the section "
+            "(default: when the toolchain is installed).",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _firmware_options(
+    section, symbol, labels, sram_budget, flash_budget, dram_budget, compile_check
+):
+    from ran_edge.firmware.generate import FirmwareOptions
+    from ran_edge.hw.targets import MemoryBudget
+
+    label_list: tuple[str, ...] = ()
+    if labels is not None:
+        if not labels.is_file():
+            raise UsageError(f"labels file {labels} does not exist.")
+        label_list = tuple(line.strip() for line in labels.read_text().splitlines() if line.strip())
+    budgets = {
+        "sram_bytes": _parse_bytes(sram_budget, "--sram-budget"),
+        "flash_bytes": _parse_bytes(flash_budget, "--flash-budget"),
+        "dram_bytes": _parse_bytes(dram_budget, "--dram-budget"),
+    }
+    source = "command line" if any(budgets.values()) else ""
+    return FirmwareOptions(
+        section=section,
+        symbol=symbol,
+        labels=label_list,
+        budget=MemoryBudget(**budgets, source=source),
+        compile_check=compile_check,
+    )
+
+
+def _firmware_for(folder: Path, target, options):
+    from ran_edge.firmware.generate import generate_firmware
+
+    result = generate_firmware(folder, options, target.memory)
+    if result.up_to_date:
+        stderr.print(f"[green]✓[/green] {result.folder}: up to date (same inputs)")
+    return result
+
+
 _TARGET_HELP = (
     "Target profile name, alias or .toml path; repeat for several "
     f"(default: {DEFAULT_TARGET}). `ran-edge targets` lists them."
@@ -240,6 +324,15 @@ _TARGET_HELP = (
     is_flag=True,
     help="Write the build even if ops stay on the CPU (default: fail and name them).",
 )
+@click.option(
+    "--incremental",
+    is_flag=True,
+    help="Skip targets whose report.json was built from exactly the same inputs.",
+)
+@click.option(
+    "--firmware", is_flag=True, help="Also write firmware/ sources (see `ran-edge firmware`)."
+)
+@_firmware_flags
 @click.option("--layers", is_flag=True, help="Also print the per-layer table.")
 @click.option(
     "--json", "as_json", is_flag=True, help="Print report.json content instead of tables."
@@ -256,9 +349,12 @@ def build(
     out,
     seed,
     allow_cpu_fallback,
+    incremental,
+    firmware,
     layers,
     as_json,
     quiet,
+    **firmware_args,
 ) -> None:
     """Convert a PyTorch model to int8 TFLite, compile it with Vela and profile it per target.
 
@@ -274,12 +370,19 @@ def build(
     def body() -> None:
         from ran_edge.calib import load_calibration
         from ran_edge.models import count_macs, load_model
-        from ran_edge.pipeline import build_target, convert_model, resolve_targets
+        from ran_edge.pipeline import (
+            build_target,
+            convert_model,
+            inputs_fingerprint,
+            resolve_targets,
+            reuse_if_up_to_date,
+        )
 
         targets_ = resolve_targets(target_names or (DEFAULT_TARGET,))
         shape = _parse_shape(input_shape)
         if calib_samples is not None and calib_samples < 1:
             raise UsageError("--calib-samples must be at least 1.")
+        firmware_options = _firmware_options(**firmware_args) if firmware else None
         with _stage_printer(not quiet) as stage:
             with stage(f"load model {model_spec}"):
                 loaded = load_model(model_spec, weights=weights, input_shape=shape)
@@ -292,13 +395,41 @@ def build(
                     holdout=holdout,
                     seed=seed,
                 )
-            converted = convert_model(loaded, data, stage=stage, macs=macs, weights=weights)
+            fingerprints = {
+                t.name: inputs_fingerprint(loaded, data, t, allow_cpu_fallback=allow_cpu_fallback)
+                for t in targets_
+            }
+            reused = (
+                {
+                    t.name: reuse_if_up_to_date(out, loaded.name, t, fingerprints[t.name])
+                    for t in targets_
+                }
+                if incremental
+                else {}
+            )
+            converted = None
             builds = []
             for target in targets_:
+                if reused.get(target.name) is not None:
+                    stderr.print(f"[green]✓[/green] {target.name}: up to date (same inputs)")
+                    builds.append(reused[target.name])
+                    continue
+                if converted is None:
+                    converted = convert_model(loaded, data, stage=stage, macs=macs, weights=weights)
                 with stage(f"Vela for {target.name}"):
                     builds.append(
-                        build_target(converted, target, out, allow_cpu_fallback=allow_cpu_fallback)
+                        build_target(
+                            converted,
+                            target,
+                            out,
+                            allow_cpu_fallback=allow_cpu_fallback,
+                            fingerprint=fingerprints[target.name],
+                        )
                     )
+            if firmware_options is not None:
+                for b in builds:
+                    with stage(f"firmware for {b.target.name}"):
+                        _firmware_for(b.out_dir, b.target, firmware_options)
         _print_builds(builds, as_json, layers)
 
     _run(body)
@@ -336,6 +467,83 @@ def profile(model: Path, target_names, out: Path, layers: bool, as_json: bool, q
                 with stage(f"Vela for {target.name}"):
                     builds.append(profile_tflite(model, target, out))
         _print_builds(builds, as_json, layers)
+
+    _run(body)
+
+
+@main.command()
+@click.argument("build_dir", type=click.Path(path_type=Path))
+@_firmware_flags
+@click.option("--json", "as_json", is_flag=True, help="Print the firmware manifest as JSON.")
+def firmware(build_dir: Path, as_json: bool, **firmware_args) -> None:
+    """Write C sources for the Vela-compiled model in BUILD_DIR (build/<model>/<target>).
+
+    \b
+    Writes BUILD_DIR/firmware/:
+      model_data.h/.cc  the *_vela.tflite bytes as a 16-byte-aligned const array in
+                        --section, its length, and the tensor arena size to reserve
+      model_io.h        input/output shapes, int8 scale and zero-point, labels, and the
+                        TFLM ops to register when some ops stayed on the CPU
+      memory_map.md     flash/SRAM/DRAM needed against the target's budget
+      manifest.json     all of the above, machine-readable
+    Fails (exit 1) when the model does not fit a declared budget. Running it again with
+    the same inputs does nothing; a changed model regenerates.
+    """
+
+    def body() -> None:
+        from ran_edge.hw.targets import resolve_target
+
+        options = _firmware_options(**firmware_args)
+        report_path = build_dir / "report.json"
+        if not report_path.is_file():
+            raise UsageError(
+                f"{build_dir} is not a ran-edge build folder (no report.json); "
+                "give build/<model>/<target> as written by `ran-edge build`."
+            )
+        target_name = json.loads(report_path.read_text())["target"]["name"]
+        result = _firmware_for(build_dir, resolve_target(target_name), options)
+        if as_json:
+            click.echo(json.dumps(result.manifest, indent=2))
+            return
+        m = result.manifest
+        table = Table(
+            title=f"firmware for {m['model']} on {m['target']}",
+            title_justify="left",
+            show_header=False,
+        )
+        table.add_column("item", style="bold")
+        table.add_column("value")
+        table.add_row("folder", str(result.folder))
+        table.add_row("model array", f"{m['symbol']} ({m['model_bytes']:,} B) in {m['section']}")
+        table.add_row(
+            "tensor arena",
+            f"{m['tensor_arena_bytes']:,} B (TFLM margin {m['tflm_margin_bytes']:,} B)",
+        )
+        if m["fast_memory_bytes"]:
+            table.add_row("fast memory", f"{m['fast_memory_bytes']:,} B")
+        for r in m["memory"]:
+            budget = "not declared" if r["budget_bytes"] is None else f"{r['budget_bytes']:,} B"
+            verdict = (
+                "not checked" if r["fits"] is None else ("fits" if r["fits"] else "DOES NOT FIT")
+            )
+            table.add_row(r["memory"], f"{r['needed_bytes']:,} B of {budget}: {verdict}")
+        table.add_row("CPU ops to register", ", ".join(m["cpu_ops"]) or "none (all on the NPU)")
+        cc = m["compile_check"]
+        table.add_row(
+            "compile check",
+            "skipped (no arm-none-eabi-gcc)"
+            if cc is None
+            else f"{cc['compiler']}: section {m['section']} {cc['section_bytes']:,} B, align {cc['section_align']}",
+        )
+        tflm = m.get("tflm_reference") or {}
+        if tflm:
+            table.add_row(
+                "TFLM vs LiteRT",
+                f"bit-exact on {tflm['samples']} samples"
+                if tflm["bit_exact"]
+                else f"{tflm['mismatched_samples']} of {tflm['samples']} samples differ",
+            )
+        stdout.print(table)
 
     _run(body)
 

@@ -11,19 +11,22 @@ and never destroys the previous good one.
 from __future__ import annotations
 
 import contextlib
-import shutil
-import tempfile
+import hashlib
+import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ran_edge.convert.export import export_float_tflite, write_atomic
+import ran_edge
+from ran_edge.atomic import staging_dir, write_atomic
+from ran_edge.convert.export import export_float_tflite
 from ran_edge.convert.fidelity import Fidelity, measure_fidelity
 from ran_edge.convert.quantize import quantize_int8
 from ran_edge.convert.tflite_info import TfliteInfo, inspect_tflite, npu_gate_problems
 from ran_edge.errors import StageError, UsageError
+from ran_edge.firmware.tflm_check import TflmCheck, tflm_reference_check
 from ran_edge.hw.attribution import ModuleIndex
 from ran_edge.hw.ethos_u import EthosUProfile, profile_ethos_u
 from ran_edge.hw.targets import Target, resolve_target
@@ -51,6 +54,7 @@ class ConvertedModel:
     int8_tflite: bytes
     info: TfliteInfo
     fidelity: Fidelity | None
+    tflm: TflmCheck
     calibration: dict
     modules: ModuleIndex
 
@@ -60,9 +64,47 @@ class TargetBuild:
     """One target's finished outputs."""
 
     target: Target
-    profile: EthosUProfile
+    profile: EthosUProfile | None  # None when an up-to-date build was reused from disk
     report: dict
     out_dir: Path
+
+
+def inputs_fingerprint(loaded, calib, target: Target, *, allow_cpu_fallback: bool) -> str:
+    """Hash of everything a target build depends on: same hash, same outputs.
+
+    Model structure and weights, input shape, the calibration and held-out arrays, the
+    target profile (and its Vela ini if it is the user's), options, and tool versions.
+    """
+    from ran_edge.report.json_report import tool_versions
+
+    h = hashlib.sha256()
+    h.update(repr((ran_edge.__version__, sorted(tool_versions().items()))).encode())
+    h.update(repr(loaded.module).encode())
+    for key, tensor in sorted(loaded.module.state_dict().items()):
+        h.update(key.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    h.update(repr(tuple(loaded.input_shape)).encode())
+    h.update(calib.samples.tobytes())
+    h.update(calib.holdout.tobytes())
+    h.update(target.source.read_bytes())
+    if not target.vela.config.startswith("Arm/"):
+        h.update(Path(target.vela.config).read_bytes())
+    h.update(repr(allow_cpu_fallback).encode())
+    return h.hexdigest()
+
+
+def reuse_if_up_to_date(
+    out_root: Path, model_name: str, target: Target, fingerprint: str
+) -> TargetBuild | None:
+    """The existing build when its report.json was made from exactly these inputs."""
+    folder = out_root / model_name / target.name
+    try:
+        report = json.loads((folder / REPORT_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if report.get("inputs_sha256") != fingerprint:
+        return None
+    return TargetBuild(target, None, report, folder)
 
 
 def resolve_targets(names: Sequence[str]) -> list[Target]:
@@ -110,6 +152,9 @@ def convert_model(
     if len(calib.holdout):
         with stage(f"int8 vs float on {len(calib.holdout)} held-out samples"):
             fidelity = measure_fidelity(float_tflite, int8_tflite, _nhwc(calib.holdout))
+    reference_samples = calib.holdout if len(calib.holdout) else calib.samples[:8]
+    with stage(f"TFLM vs LiteRT reference kernels on {len(reference_samples)} samples"):
+        tflm = tflm_reference_check(int8_tflite, _nhwc(reference_samples))
     facts = ModelFacts(
         name=loaded.name,
         source=loaded.source,
@@ -130,32 +175,10 @@ def convert_model(
         int8_tflite=int8_tflite,
         info=info,
         fidelity=fidelity,
+        tflm=tflm,
         calibration=calibration,
         modules=ModuleIndex.from_model(loaded.module, tuple(loaded.input_shape)),
     )
-
-
-@contextlib.contextmanager
-def _staging_dir(final: Path) -> Iterator[Path]:
-    """A temp folder beside `final`, renamed onto it on success, removed on failure."""
-    created_parent = not final.parent.exists()
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if created_parent:
-            with contextlib.suppress(OSError):  # only if still empty
-                final.parent.rmdir()
-        raise
-    old = final.with_name(f".{final.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
-    if final.exists():
-        final.rename(old)
-    tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _gate(converted: ConvertedModel, profile: EthosUProfile, allow_cpu: bool) -> None:
@@ -182,11 +205,12 @@ def build_target(
     *,
     allow_cpu_fallback: bool = False,
     module_depth: int = DEFAULT_MODULE_DEPTH,
+    fingerprint: str | None = None,
 ) -> TargetBuild:
     """Vela-compile and report one target into `<out_root>/<model>/<target>/`, atomically."""
     name = converted.facts.name
     final = out_root / name / target.name
-    with _staging_dir(final) as tmp:
+    with staging_dir(final) as tmp:
         float_path, int8_path = tmp / f"{name}_float.tflite", tmp / f"{name}_int8.tflite"
         write_atomic(float_path, converted.float_tflite)
         write_atomic(int8_path, converted.int8_tflite)
@@ -206,9 +230,11 @@ def build_target(
             info=converted.info,
             fidelity=converted.fidelity,
             fidelity_reason="no held-out samples",
+            tflm=converted.tflm,
             profile=profile,
             artifacts=artifacts,
             module_depth=module_depth,
+            inputs_sha256=fingerprint,
         )
         write_atomic(tmp / REPORT_FILE, dumps(report).encode())
     return TargetBuild(target, _relocate(profile, tmp, final), report, final)
@@ -253,7 +279,7 @@ def profile_tflite(
         )
     name = path.stem
     final = out_root / name / target.name
-    with _staging_dir(final) as tmp:
+    with staging_dir(final) as tmp:
         model_copy = tmp / path.name
         write_atomic(model_copy, data)
         profile = profile_ethos_u(model_copy, target, tmp, None)
@@ -264,6 +290,7 @@ def profile_tflite(
             info=info,
             fidelity=None,
             fidelity_reason="profile of an existing int8 model: no float reference",
+            tflm=None,
             profile=profile,
             artifacts={
                 "int8_tflite": model_copy.name,
@@ -273,6 +300,7 @@ def profile_tflite(
                 "vela_log": profile.vela.log.name,
             },
             module_depth=module_depth,
+            inputs_sha256=hashlib.sha256(data + target.source.read_bytes()).hexdigest(),
         )
         write_atomic(tmp / REPORT_FILE, dumps(report).encode())
     return TargetBuild(target, _relocate(profile, tmp, final), report, final)

@@ -64,6 +64,14 @@ def test_int8_fidelity_above_floor(digits_build, digits_model):
     assert metric_value(report["fidelity"]["metrics"], "sqnr") >= SQNR_FLOOR_DB
 
 
+def test_tflm_runs_the_int8_model_bit_exactly(digits_build):
+    """TFLM (as a Cortex-M runs it) and LiteRT's reference kernels agree byte for byte."""
+    tflm = digits_build.reports[BUILD_TARGETS[0]]["tflm"]
+    assert tflm["samples"] == 48 and tflm["error"] is None
+    assert tflm["bit_exact"] and tflm["max_abs_diff"] == 0 and tflm["first_mismatch"] is None
+    assert 0 < tflm["arena_persistent_bytes"] < tflm["arena_total_bytes"]
+
+
 def test_int8_model_keeps_the_float_accuracy(digits_build, digits_model):
     """The int8 .tflite classifies real held-out digits about as well as the PyTorch model."""
     int8 = digits_build.model_dir / BUILD_TARGETS[0] / "digits_net_make_net_int8.tflite"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from importlib.metadata import version
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -54,11 +53,3 @@ def export_float_tflite(module: nn.Module, input_shape: tuple[int, ...]) -> byte
             "ops with a TFLite equivalent."
         ) from None
     return bytes(edge_model.model_content())
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temporary sibling and rename, so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)

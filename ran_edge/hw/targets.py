@@ -60,6 +60,16 @@ class NpuSpec:
 
 
 @dataclass(frozen=True)
+class MemoryBudget:
+    """What the board offers the model (bytes); None means not declared, so not checked."""
+
+    sram_bytes: int | None = None
+    flash_bytes: int | None = None
+    dram_bytes: int | None = None
+    source: str = ""
+
+
+@dataclass(frozen=True)
 class Target:
     """One target profile as loaded from its TOML file."""
 
@@ -70,6 +80,7 @@ class Target:
     npu: NpuSpec
     vela: VelaOptions
     aliases: tuple[str, ...] = field(default=())
+    memory: MemoryBudget = field(default_factory=MemoryBudget)
 
     @property
     def vela_accelerator(self) -> str:
@@ -140,12 +151,26 @@ def load_target_file(path: Path) -> Target:
     arena = vela.get("arena_cache_size")
     if arena is not None and (not isinstance(arena, int) or arena <= 0):
         raise UsageError(f"target profile {where}: vela.arena_cache_size must be a positive int.")
+    memory = data.get("memory", {})
+    if not isinstance(memory, dict):
+        raise UsageError(
+            f"target profile {where}: [memory] must be a table (see targets/README.md)."
+        )
+    budgets = {}
+    for key in ("sram_bytes", "flash_bytes", "dram_bytes"):
+        value = memory.get(key)
+        if value is not None and (not isinstance(value, int) or value <= 0):
+            raise UsageError(
+                f"target profile {where}: memory.{key} must be a positive int (bytes)."
+            )
+        budgets[key] = value
     return Target(
         name=name,
         kind=kind,
         description=str(data.get("description", "")),
         source=path,
         aliases=tuple(data.get("aliases", ())),
+        memory=MemoryBudget(**budgets, source=str(memory.get("source", ""))),
         npu=NpuSpec(
             accelerator=accelerator,
             macs_per_cycle=_require(npu, "macs_per_cycle", where, int),

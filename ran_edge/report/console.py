@@ -77,6 +77,17 @@ def summary_table(report: dict) -> Table:
         top1 = _fidelity(report, "top1_agreement")
         rows.append(("int8 top-1 agreement (%)", _fmt(top1, ".1f")))
         rows.append(("int8 SQNR (dB)", _fmt(_fidelity(report, "sqnr"), ".1f")))
+    tflm = report.get("tflm")
+    if tflm:
+        if tflm.get("error"):
+            verdict = tflm["error"][:90]
+        elif tflm["bit_exact"]:
+            verdict = f"bit-exact ({tflm['samples']} samples)"
+        else:
+            verdict = f"{tflm['mismatched_samples']}/{tflm['samples']} samples differ"
+            if tflm.get("first_mismatch"):
+                verdict += f", from {tflm['first_mismatch'][:60]}"
+        rows.append(("TFLM vs LiteRT reference", verdict))
     for name, value in rows:
         table.add_row(name, value)
     return table

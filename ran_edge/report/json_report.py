@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from importlib.metadata import version
 from pathlib import Path
 
 import ran_edge
 from ran_edge.convert.fidelity import Fidelity
 from ran_edge.convert.tflite_info import TfliteInfo, npu_gate_problems
+from ran_edge.firmware.tflm_check import TflmCheck
 from ran_edge.hw.ethos_u import EthosUProfile
 from ran_edge.report.metrics import Metric, unavailable
 
 SCHEMA_ID = "ran-edge/report"
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 SCHEMA_FILE = Path(__file__).with_name("report.schema.json")
 TOOLS = ("ethos-u-vela", "litert-torch", "ai-edge-quantizer", "ai-edge-litert", "torch")
 
@@ -126,9 +127,11 @@ def build_report(
     info: TfliteInfo,
     fidelity: Fidelity | None,
     fidelity_reason: str,
+    tflm: TflmCheck | None,
     profile: EthosUProfile,
     artifacts: dict[str, str],
     module_depth: int,
+    inputs_sha256: str | None = None,
 ) -> dict:
     """Assemble the report dict for one target (pure: no I/O, deterministic key order)."""
     target = profile.target
@@ -157,6 +160,7 @@ def build_report(
             "gate": {"passed": not problems, "problems": problems},
         },
         "fidelity": fidelity_json(fidelity, fidelity_reason),
+        "tflm": None if tflm is None else asdict(tflm),
         "target": {
             "name": target.name,
             "kind": target.kind,
@@ -208,6 +212,7 @@ def build_report(
         },
         "vela_command": portable_command(profile.vela.command),
         "artifacts": artifacts,
+        "inputs_sha256": inputs_sha256,
     }
 
 

@@ -1,0 +1,58 @@
+"""What a Vela-compiled .tflite asks of the firmware: its scratch buffers and CPU ops.
+
+Vela replaces every NPU-mapped run of ops with one `ethos-u` custom op whose inputs include
+`scratch` (the feature-map arena) and, with a dedicated SRAM, `scratch_fast` (the SRAM
+cache). Any other operator left in the graph runs on the Cortex-M through TFLM and must be
+registered in the firmware's op resolver.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ETHOS_U_CUSTOM_OP = "ethos-u"
+
+
+@dataclass(frozen=True)
+class CompiledModel:
+    size_bytes: int
+    scratch_bytes: int
+    scratch_fast_bytes: int
+    npu_ops: int  # ethos-u custom ops (each a run of NPU-mapped layers)
+    cpu_ops: tuple[str, ...]  # TFLM builtin ops the firmware must register, sorted
+
+
+def _builtin_name(code: int) -> str:
+    from tflite_micro.python.tflite_micro import schema_fb
+
+    names = {v: k for k, v in vars(schema_fb.BuiltinOperator).items() if isinstance(v, int)}
+    return names.get(code, f"BUILTIN_{code}")
+
+
+def read_compiled_model(path: Path) -> CompiledModel:
+    """Parse the flatbuffer with the schema TFLM ships (no interpreter: `ethos-u` is custom)."""
+    from tflite_micro.python.tflite_micro import runtime
+
+    data = path.read_bytes()
+    model = runtime.convert_bytearray_to_object(bytearray(data))
+    graph = model.subgraphs[0]
+    sizes = {t.name.decode(): int(np.prod(t.shape)) for t in graph.tensors}
+    cpu_ops: set[str] = set()
+    npu_ops = 0
+    for op in graph.operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        if code.customCode and code.customCode.decode() == ETHOS_U_CUSTOM_OP:
+            npu_ops += 1
+        else:
+            builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
+            cpu_ops.add(_builtin_name(builtin))
+    return CompiledModel(
+        size_bytes=len(data),
+        scratch_bytes=sizes.get("scratch", 0),
+        scratch_fast_bytes=sizes.get("scratch_fast", 0),
+        npu_ops=npu_ops,
+        cpu_ops=tuple(sorted(cpu_ops)),
+    )

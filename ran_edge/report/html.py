@@ -1,0 +1,626 @@
+"""One self-contained `report.html` per model: summary cards, charts and tables for every
+target built, readable offline (inline CSS, images as data URIs, a CSP that forbids any
+network load), and byte-identical for the same reports.
+
+The page is built in two steps: report dicts -> view dataclasses (plain strings and
+charts, all formatting decided here) -> the jinja2 template (autoescaped, layout only).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from ran_edge.errors import UsageError
+from ran_edge.report import plots
+from ran_edge.report.console import module_rows
+from ran_edge.report.metrics import metric_value
+
+REPORT_FILE = "report.json"
+HTML_FILE = "report.html"
+SCHEMA_ID = "ran-edge/report"
+READS_MAJOR = 1
+MODULE_TOP = 20
+EXTRA_IMAGE_TYPES = {".png": "image/png", ".svg": "image/svg+xml"}
+EXTRA_IMAGE_MAX_BYTES = 4 << 20
+
+SOURCES = {
+    "vela": ("Vela", "estimated by Vela's performance model"),
+    "measured": ("measured", "measured on hardware or a cycle-accurate model"),
+    "estimated": ("estimate", "estimated by a ran-edge model of the target"),
+    "ran-edge": ("derived", "derived by ran-edge from other figures"),
+    "litert": ("LiteRT", "computed by running the model in LiteRT"),
+}
+
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.PackageLoader("ran_edge.report", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+)
+
+
+# ---------------------------------------------------------------- view model
+
+
+@dataclass(frozen=True)
+class Stat:
+    """One figure on a card: its value as text, and where it came from or why it is missing."""
+
+    label: str
+    value: str  # "n/a" when unavailable
+    unit: str = ""
+    source: str | None = None  # a key of SOURCES
+    reason: str = ""  # why the figure is unavailable
+    note: str = ""
+
+    @property
+    def source_label(self) -> str:
+        return SOURCES.get(self.source or "", (self.source or "", ""))[0]
+
+    @property
+    def source_help(self) -> str:
+        return SOURCES.get(self.source or "", ("", self.source or ""))[1]
+
+
+@dataclass(frozen=True)
+class Table:
+    headers: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    numeric: tuple[bool, ...]  # right-align these columns
+
+
+@dataclass(frozen=True)
+class ExtraSection:
+    """A section fed from outside the reports (search, shrink, ...): text, images, a table.
+
+    `id` becomes the HTML anchor; everything is escaped, so plain text only.
+    """
+
+    id: str
+    title: str
+    paragraphs: tuple[str, ...] = ()
+    charts: tuple[plots.Chart, ...] = ()
+    captions: tuple[str, ...] = ()  # one per chart
+    table: Table | None = None
+
+
+@dataclass(frozen=True)
+class TargetView:
+    name: str
+    anchor: str
+    description: str
+    config: str
+    gate_passed: bool
+    gate_problems: tuple[str, ...]
+    hero: tuple[Stat, ...]
+    stats: tuple[Stat, ...]
+    fidelity: tuple[Stat, ...]
+    tflm: str | None
+    fallbacks: Table | None
+    layer_chart: plots.Chart
+    module_chart: plots.Chart | None
+    module_table: Table
+    module_depth: int
+    layer_table: Table
+    layer_count: int
+    vela_command: str
+    artifacts: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class ModelView:
+    name: str
+    source: str
+    input_shape: str
+    params: str
+    macs: str
+    weights: str
+    calibration: str
+    versions: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class HtmlReport:
+    """What `ran-edge report` wrote."""
+
+    path: Path
+    targets: tuple[str, ...]
+    bytes: int
+
+    def to_json(self) -> dict:
+        return {"html": str(self.path), "targets": list(self.targets), "bytes": self.bytes}
+
+
+# ---------------------------------------------------------------- loading
+
+
+def find_reports(path: Path) -> tuple[Path, list[Path]]:
+    """The folder the page belongs in, and the report.json files it covers.
+
+    Accepts build/<model> (one sub-folder per target), build/<model>/<target>, or a
+    report.json itself.
+    """
+    if not path.exists():
+        raise UsageError(
+            f"{path} does not exist; pass the folder `ran-edge build` wrote "
+            "(build/<model>), one target folder in it, or a report.json."
+        )
+    if path.is_file():
+        return path.parent, [path]
+    if (path / REPORT_FILE).is_file():
+        return path, [path / REPORT_FILE]
+    found = sorted(p for p in path.glob(f"*/{REPORT_FILE}") if not p.parent.name.startswith("."))
+    if not found:
+        raise UsageError(
+            f"no {REPORT_FILE} in {path} or its sub-folders; build first "
+            f"(`ran-edge build --model ... --out {path.parent}`) and pass build/<model>."
+        )
+    return path, found
+
+
+def load_report(path: Path) -> dict:
+    """Read one report.json, refusing anything this version cannot draw correctly."""
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {path}: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise UsageError(
+            f"{path} is not valid JSON ({exc.msg}, line {exc.lineno}); rebuild it with "
+            "`ran-edge build` or `ran-edge profile`."
+        ) from None
+    if not isinstance(report, dict) or report.get("schema") != SCHEMA_ID:
+        found = report.get("schema") if isinstance(report, dict) else type(report).__name__
+        raise UsageError(
+            f"{path} is not a ran-edge report (schema {found!r}, expected {SCHEMA_ID!r}); "
+            "pass a report.json written by `ran-edge build` or `ran-edge profile`."
+        )
+    version = str(report.get("schema_version", ""))
+    if version.split(".")[0] != str(READS_MAJOR):
+        raise UsageError(
+            f"{path} has schema_version {version!r}, but this ran-edge reads "
+            f"{READS_MAJOR}.x; rebuild the report with this ran-edge, or use the ran-edge "
+            "version that wrote it."
+        )
+    missing = [k for k in ("model", "target", "metrics", "layers", "modules") if k not in report]
+    if missing:
+        raise UsageError(
+            f"{path} lacks {', '.join(missing)}; it is truncated or hand-edited: rebuild it."
+        )
+    return report
+
+
+def load_reports(path: Path) -> tuple[Path, list[dict]]:
+    folder, files = find_reports(path)
+    reports = [load_report(f) for f in files]
+    return folder, sorted(reports, key=lambda r: r["target"]["name"])
+
+
+# Extra sections read from JSON files beside the reports: file name -> loader. A feature
+# that writes e.g. `search.json` into build/<model>/ registers a loader here and its
+# section appears in every report of that folder.
+ExtraLoader = Callable[[dict, Path], ExtraSection]
+EXTRA_JSON_LOADERS: dict[str, ExtraLoader] = {}
+
+
+def discover_extras(folder: Path) -> list[ExtraSection]:
+    """Sections from files beside the target folders: registered JSON files, and any
+    .png/.svg (a search's pareto.png, say) shown as-is."""
+    sections = []
+    for name, loader in sorted(EXTRA_JSON_LOADERS.items()):
+        file = folder / name
+        if file.is_file():
+            sections.append(loader(json.loads(file.read_text(encoding="utf-8")), file))
+    charts, captions, skipped = [], [], []
+    for file in sorted(folder.iterdir()):
+        mime = EXTRA_IMAGE_TYPES.get(file.suffix.lower())
+        if mime is None or not file.is_file():
+            continue
+        data = file.read_bytes()
+        if len(data) > EXTRA_IMAGE_MAX_BYTES:
+            skipped.append(f"{file.name} ({len(data) >> 20} MiB) is too large to embed.")
+            continue
+        charts.append(plots.Chart(mime=mime, data=data, alt=file.name, width=0, height=0))
+        captions.append(file.name)
+    if charts or skipped:
+        sections.append(
+            ExtraSection(
+                id="extra-figures",
+                title="Other figures in this folder",
+                paragraphs=tuple(skipped),
+                charts=tuple(charts),
+                captions=tuple(captions),
+            )
+        )
+    return sections
+
+
+# ---------------------------------------------------------------- formatting
+
+
+def _num(value, spec: str) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, str):  # "inf" / "-inf" as the metric records write them
+        return {"inf": "∞", "-inf": "−∞"}.get(value, value)
+    return format(value, spec)
+
+
+def _metric(metrics: list[dict], name: str) -> dict | None:
+    return next((m for m in metrics if m["name"] == name), None)
+
+
+def _stat(metrics: list[dict], name: str, label: str, spec: str, note: str = "") -> Stat:
+    m = _metric(metrics, name)
+    if m is None:
+        return Stat(label, "n/a", reason=f"this report has no {name} figure")
+    if m.get("availability") == "unavailable" or "value" not in m:
+        return Stat(label, "n/a", m.get("unit", ""), reason=m.get("reason", "unavailable"))
+    return Stat(label, _num(m["value"], spec), m["unit"], m.get("source"), note=note)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
+
+
+# ---------------------------------------------------------------- per-target views
+
+
+def _card_stats(report: dict) -> tuple[tuple[Stat, ...], tuple[Stat, ...]]:
+    metrics = report["metrics"]
+    sram_only = report["target"].get("memory_mode") == "Sram_Only"
+    on_chip = metric_value(metrics, "on_chip_flash_used") or 0
+    hero = (
+        _stat(metrics, "inferences_per_second", "inferences / s", ",.1f"),
+        _stat(metrics, "latency", "latency", ",.3g"),
+    )
+    npu, cpu = metric_value(metrics, "npu_ops"), metric_value(metrics, "cpu_ops")
+    ops_metric = _metric(metrics, "npu_ops") or {}
+    share = metric_value(metrics, "npu_op_share")
+    ops = Stat(
+        "ops NPU / CPU",
+        f"{_num(npu, ',')} / {_num(cpu, ',')}",
+        "",
+        ops_metric.get("source"),
+        reason="" if npu is not None else ops_metric.get("reason", "unavailable"),
+        note="" if share is None else f"{share:.0f} % of ops on the NPU",
+    )
+    sram_note = f"includes {on_chip:,.1f} KiB of weights (Sram_Only)" if sram_only else ""
+    stats = [
+        ops,
+        _stat(metrics, "mac_utilisation", "MAC utilisation", ".1f"),
+        _stat(metrics, "sram_total", "SRAM", ",.1f", note=sram_note),
+        _stat(metrics, "off_chip_flash_used", "off-chip flash", ",.1f"),
+        _stat(metrics, "dram_used", "DRAM", ",.1f"),
+    ]
+    if on_chip and not sram_only:
+        stats.append(_stat(metrics, "on_chip_flash_used", "on-chip flash", ",.1f"))
+    stats += [
+        _stat(metrics, "cycles_total", "cycles, total", ","),
+        _stat(metrics, "cycles_npu", "cycles, NPU compute", ","),
+        _stat(metrics, "macs", "MACs", ","),
+        _stat(metrics, "encoded_weights", "encoded weights", ","),
+        _stat(metrics, "cpu_fallback_time", "CPU-fallback time", ",.2f"),
+    ]
+    return hero, tuple(stats)
+
+
+def _fidelity_stats(report: dict) -> tuple[Stat, ...]:
+    fidelity = report.get("fidelity") or {"samples": 0, "metrics": []}
+    metrics = fidelity["metrics"]
+    samples = fidelity.get("samples", 0)
+    note = f"{samples} held-out samples" if samples else ""
+    return (
+        _stat(metrics, "top1_agreement", "top-1 agreement", ".1f", note=note),
+        _stat(metrics, "sqnr", "SQNR", ".1f", note=note),
+        _stat(metrics, "max_abs_error", "max |error|", ".3g", note=note),
+    )
+
+
+def _tflm_text(report: dict) -> str | None:
+    tflm = report.get("tflm")
+    if not tflm:
+        return None
+    verdict = (
+        "bit-exact"
+        if tflm.get("bit_exact")
+        else f"differs on {tflm.get('mismatched_samples')} samples "
+        f"(max |diff| {tflm.get('max_abs_diff')})"
+    )
+    return (
+        f"TFLM vs LiteRT reference kernels on {tflm.get('samples')} samples: {verdict}; "
+        f"TFLM arena {tflm.get('arena_total_bytes', 0):,} B "
+        f"({tflm.get('arena_persistent_bytes', 0):,} B persistent)."
+    )
+
+
+def _layer_bars(report: dict) -> list[plots.LayerBar]:
+    return [
+        plots.LayerBar(
+            index=row["index"],
+            placement=row["placement"],
+            cycles=row["cycles"],
+            npu_cycles=row["npu_cycles"],
+            macs=row["macs"],
+            mac_utilisation_pct=row["mac_utilisation_pct"],
+            memory_bound=row["memory_bound"],
+            module=row.get("module", ""),
+        )
+        for row in report["layers"]
+    ]
+
+
+def _layer_table(report: dict) -> Table:
+    rows = tuple(
+        (
+            str(row["index"]),
+            row["op"],
+            row["npu_op"],
+            row["placement"],
+            _num(row["cycles"], ","),
+            _num(row["npu_cycles"], ","),
+            _num(row["macs"], ","),
+            _num(row["mac_utilisation_pct"], ".1f") if row["macs"] else "",
+            "memory" if row["memory_bound"] else "compute",
+            _num(row["sram_bytes"], ","),
+            row["module"],
+        )
+        for row in report["layers"]
+    )
+    headers = ("#", "op", "Vela op", "on", "cycles", "NPU cycles", "MACs", "util %", "bound")
+    headers += ("SRAM B", "PyTorch module")
+    numeric = (True, False, False, False, True, True, True, True, False, True, False)
+    return Table(headers, rows, numeric)
+
+
+def _module_views(report: dict) -> tuple[plots.Chart | None, Table, int]:
+    depth = report["modules"]["depth"]
+    top = module_rows(report, depth)[:MODULE_TOP]
+    chart = None
+    if top:
+        chart = plots.module_chart(
+            [
+                plots.ModuleBar(
+                    r["path"],
+                    r["cycles"],
+                    r["cycle_share_pct"],
+                    r["mac_utilisation_pct"],
+                    r["macs"],
+                )
+                for r in top
+            ],
+            target=report["target"]["name"],
+            depth=depth,
+        )
+    table = Table(
+        ("module", "ops", "cycles", "share %", "MACs", "MAC util %"),
+        tuple(
+            (
+                r["path"],
+                str(r["ops"]),
+                _num(r["cycles"], ","),
+                _num(r["cycle_share_pct"], ".1f"),
+                _num(r["macs"], ","),
+                _num(r["mac_utilisation_pct"], ".1f"),
+            )
+            for r in top
+        ),
+        (False, True, True, True, True, True),
+    )
+    return chart, table, depth
+
+
+def _fallback_table(report: dict) -> Table | None:
+    rows = tuple((f["op_type"], f["name"], f["reason"]) for f in report.get("cpu_fallbacks", []))
+    if not rows:
+        return None
+    return Table(("op", "tensor", "Vela's reason"), rows, (False, False, False))
+
+
+def target_view(report: dict) -> TargetView:
+    t = report["target"]
+    clock = t.get("clock_hz")
+    config = ", ".join(
+        str(part)
+        for part in (
+            t.get("system_config"),
+            t.get("memory_mode"),
+            f"{clock / 1e6:,.0f} MHz" if clock else None,
+            f"{t.get('macs_per_cycle')} MACs/cycle" if t.get("macs_per_cycle") else None,
+            t.get("optimise") and f"optimise {t['optimise']}",
+        )
+        if part
+    )
+    hero, stats = _card_stats(report)
+    module_chart, module_table, depth = _module_views(report)
+    gate = (report.get("conversion") or {}).get("gate") or {"passed": True, "problems": []}
+    return TargetView(
+        name=t["name"],
+        anchor=_slug(t["name"]),
+        description=t.get("description", ""),
+        config=config,
+        gate_passed=bool(gate["passed"]),
+        gate_problems=tuple(gate["problems"]),
+        hero=hero,
+        stats=stats,
+        fidelity=_fidelity_stats(report),
+        tflm=_tflm_text(report),
+        fallbacks=_fallback_table(report),
+        layer_chart=plots.layer_chart(
+            _layer_bars(report),
+            target=t["name"],
+            mac_utilisation=metric_value(report["metrics"], "mac_utilisation"),
+        ),
+        module_chart=module_chart,
+        module_table=module_table,
+        module_depth=depth,
+        layer_table=_layer_table(report),
+        layer_count=len(report["layers"]),
+        vela_command=" ".join(report.get("vela_command", [])),
+        artifacts=tuple(sorted((report.get("artifacts") or {}).items())),
+    )
+
+
+def _float_or_none(value) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _comparison(reports: Sequence[dict]) -> tuple[plots.Chart, Table] | None:
+    if len(reports) < 2:
+        return None
+    bars = [
+        plots.TargetBar(
+            name=r["target"]["name"],
+            inferences_per_second=_float_or_none(
+                metric_value(r["metrics"], "inferences_per_second")
+            ),
+            mac_utilisation_pct=_float_or_none(metric_value(r["metrics"], "mac_utilisation")),
+            latency_ms=_float_or_none(metric_value(r["metrics"], "latency")),
+        )
+        for r in reports
+    ]
+    rows = []
+    for r in reports:
+        m = r["metrics"]
+        rows.append(
+            (
+                r["target"]["name"],
+                _num(metric_value(m, "inferences_per_second"), ",.1f"),
+                _num(metric_value(m, "latency"), ",.3f"),
+                _num(metric_value(m, "cycles_total"), ","),
+                _num(metric_value(m, "mac_utilisation"), ".1f"),
+                _num(metric_value(m, "sram_total"), ",.1f"),
+                _num(metric_value(m, "off_chip_flash_used"), ",.1f"),
+                _num(metric_value(m, "dram_used"), ",.1f"),
+                f"{_num(metric_value(m, 'npu_ops'), ',')} / {_num(metric_value(m, 'cpu_ops'), ',')}",
+            )
+        )
+    table = Table(
+        (
+            "target",
+            "inf/s",
+            "latency ms",
+            "cycles",
+            "MAC util %",
+            "SRAM KiB",
+            "flash KiB",
+            "DRAM KiB",
+            "ops NPU / CPU",
+        ),
+        tuple(rows),
+        (False, True, True, True, True, True, True, True, True),
+    )
+    return plots.comparison_chart(bars), table
+
+
+def model_view(report: dict) -> ModelView:
+    model = report["model"]
+    calib = report.get("calibration")
+    versions = [("ran-edge", report.get("ran_edge_version", "?"))]
+    versions += sorted((report.get("tools") or {}).items())
+    return ModelView(
+        name=model["name"],
+        source=model.get("source", ""),
+        input_shape="×".join(str(d) for d in model.get("input_shape", [])),
+        params=_num(model.get("params"), ","),
+        macs=_num(model.get("macs"), ","),
+        weights=model.get("weights", ""),
+        calibration=calib["description"] if calib else "none (profiled a ready .tflite)",
+        versions=tuple(versions),
+    )
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def render_html(
+    reports: Sequence[dict],
+    *,
+    title: str | None = None,
+    extras: Sequence[ExtraSection] = (),
+) -> str:
+    """The page for these reports (pure: same reports and extras, same text)."""
+    if not reports:
+        raise UsageError("no reports to render; build a model first with `ran-edge build`.")
+    models = sorted({r["model"]["name"] for r in reports})
+    title = title or f"{' / '.join(models)} on Ethos-U"
+    comparison = _comparison(reports)
+    template = _TEMPLATES.get_template("report.html.j2")
+    return template.render(
+        title=title,
+        model=model_view(reports[0]),
+        other_models=models[1:],
+        targets=[target_view(r) for r in reports],
+        comparison_chart=comparison[0] if comparison else None,
+        comparison_table=comparison[1] if comparison else None,
+        extras=list(extras),
+        sources=SOURCES,
+    )
+
+
+def _write_atomic(path: Path, text: str) -> int:
+    """Temp file beside `path`, then one rename: a reader never sees half a page."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = text.encode("utf-8")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return len(data)
+
+
+def render_html_report(
+    reports: list[dict],
+    out: Path,
+    *,
+    title: str | None = None,
+    extras: Sequence[ExtraSection] = (),
+) -> Path:
+    """Write the page for `reports` (report dicts, any number of targets) to `out`."""
+    _write_atomic(out, render_html(reports, title=title, extras=extras))
+    return out
+
+
+def write_report_for(
+    path: Path, out: Path | None = None, *, title: str | None = None
+) -> HtmlReport:
+    """What `ran-edge report PATH` does: find and check the reports, add the extras found
+    beside them, write the page (default `<folder>/report.html`)."""
+    folder, reports = load_reports(path)
+    if out is None:
+        out = folder / HTML_FILE
+    elif out.is_dir():
+        out = out / HTML_FILE
+    text = render_html(reports, title=title, extras=discover_extras(folder))
+    size = _write_atomic(out, text)
+    return HtmlReport(out, tuple(r["target"]["name"] for r in reports), size)
+
+
+__all__ = [
+    "EXTRA_JSON_LOADERS",
+    "ExtraSection",
+    "HtmlReport",
+    "Table",
+    "discover_extras",
+    "find_reports",
+    "load_report",
+    "load_reports",
+    "render_html",
+    "render_html_report",
+    "write_report_for",
+]

@@ -1,0 +1,324 @@
+"""Charts for the HTML report, drawn with matplotlib and returned as embeddable images.
+
+Every chart is rendered without pyplot (no global figure state, no GUI backend) under a
+fixed rc context: fixed size and DPI, SVG hash salt and metadata pinned, so the same report
+always yields the same bytes. Per-layer charts are PNG (their size does not grow with the
+layer count); charts with a bounded number of bars are SVG (small and sharp at any zoom).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import matplotlib
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+# Okabe-Ito: distinguishable with the common colour-vision deficiencies.
+BLUE, ORANGE, VERMILION, SKY, GREEN, GREY = (
+    "#0072B2",
+    "#E69F00",
+    "#D55E00",
+    "#56B4E9",
+    "#009E73",
+    "#8c8c8c",
+)
+TARGET_COLOURS = (BLUE, ORANGE, GREEN, VERMILION, SKY, "#CC79A7", "#F0E442", GREY)
+STALL_ALPHA = 0.4
+
+PNG_DPI = 110  # crisp enough on a laptop; keeps a per-layer chart near 100 KB
+RC = {
+    "svg.hashsalt": "ran-edge",
+    "svg.fonttype": "path",  # glyphs as paths: renders the same with no fonts installed
+    "font.family": "DejaVu Sans",  # shipped with matplotlib
+    "font.size": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "axes.axisbelow": True,
+    "grid.color": "#e4e4e4",
+    "grid.linewidth": 0.6,
+    "legend.frameon": False,
+    "figure.dpi": PNG_DPI,
+    "savefig.dpi": PNG_DPI,
+    "path.simplify": True,
+}
+METADATA = {
+    "png": {"Software": None},
+    "svg": {"Creator": None, "Date": None, "Format": None, "Type": None},
+}
+
+
+@dataclass(frozen=True)
+class Chart:
+    """One rendered image, ready to sit in an <img src> as a data URI."""
+
+    mime: str
+    data: bytes
+    alt: str
+    width: int  # CSS pixels at 100 % zoom
+    height: int
+
+    @property
+    def uri(self) -> str:
+        return f"data:{self.mime};base64,{base64.b64encode(self.data).decode('ascii')}"
+
+
+@dataclass(frozen=True)
+class LayerBar:
+    """The per-layer figures a chart needs, in network order."""
+
+    index: int
+    placement: str  # "NPU" or "CPU"
+    cycles: int  # with memory-access stalls
+    npu_cycles: int  # compute only
+    macs: int
+    mac_utilisation_pct: float
+    memory_bound: bool
+    module: str = ""
+
+
+@dataclass(frozen=True)
+class ModuleBar:
+    path: str
+    cycles: int
+    cycle_share_pct: float
+    mac_utilisation_pct: float
+    macs: int
+
+
+@dataclass(frozen=True)
+class TargetBar:
+    """One target's headline figures for the side-by-side chart (None: unavailable)."""
+
+    name: str
+    inferences_per_second: float | None
+    mac_utilisation_pct: float | None
+    latency_ms: float | None
+
+
+def _new_figure(width_in: float, height_in: float, *, constrained: bool = False) -> Figure:
+    fig = Figure(
+        figsize=(width_in, height_in), dpi=PNG_DPI, layout="constrained" if constrained else None
+    )
+    FigureCanvasAgg(fig)  # Agg, whatever backend the caller's process selected
+    return fig
+
+
+def _render(fig: Figure, fmt: str, alt: str) -> Chart:
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, metadata=METADATA[fmt])
+    width_in, height_in = fig.get_size_inches()
+    # Show at the figure's nominal size (96 CSS px per inch) so text reads at ~9 pt.
+    return Chart(
+        mime="image/png" if fmt == "png" else "image/svg+xml",
+        data=buf.getvalue(),
+        alt=alt,
+        width=round(width_in * 96),
+        height=round(height_in * 96),
+    )
+
+
+def _fmt_cycles(value: float, _pos=None) -> str:
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= div:
+            return f"{value / div:g}{suffix}"
+    return f"{value:g}"
+
+
+def layer_chart(layers: Sequence[LayerBar], *, target: str, mac_utilisation: float | None) -> Chart:
+    """Cycles per layer (compute + memory stall, coloured by what bounds the layer) above
+    MAC utilisation per layer, both in network order, so the two read against each other."""
+    with matplotlib.rc_context(RC):
+        fig = _new_figure(10.4, 5.2)
+        ax_cyc, ax_util = fig.subplots(
+            2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2], "hspace": 0.08}
+        )
+        x = [layer.index for layer in layers]
+        npu = [layer.placement == "NPU" for layer in layers]
+        compute = [layer.npu_cycles if n else 0 for layer, n in zip(layers, npu, strict=True)]
+        stall = [
+            max(0, layer.cycles - layer.npu_cycles) if n else 0
+            for layer, n in zip(layers, npu, strict=True)
+        ]
+        colours = [ORANGE if layer.memory_bound else BLUE for layer in layers]
+        width = 0.8 if len(layers) < 400 else 1.0
+        ax_cyc.bar(x, compute, width=width, color=colours, linewidth=0)
+        ax_cyc.bar(
+            x, stall, bottom=compute, width=width, color=colours, alpha=STALL_ALPHA, linewidth=0
+        )
+        cpu_x = [layer.index for layer, n in zip(layers, npu, strict=True) if not n]
+        if cpu_x:
+            ax_cyc.plot(cpu_x, [0] * len(cpu_x), "^", color=VERMILION, markersize=6, clip_on=False)
+        ax_cyc.yaxis.set_major_formatter(_fmt_cycles)
+        ax_cyc.set_ylabel("cycles")
+        ax_cyc.set_title(f"{target}: cycles per layer, network order", loc="left", fontsize=10)
+        ax_cyc.grid(axis="x", visible=False)
+        legend = [
+            Patch(color=BLUE, label="NPU, compute-bound"),
+            Patch(color=ORANGE, label="NPU, memory-bound"),
+            Patch(color=GREY, alpha=STALL_ALPHA, label="lighter: memory-access stall"),
+        ]
+        if cpu_x:
+            legend.append(
+                ax_cyc.plot([], [], "^", color=VERMILION, label="CPU op (not costed by Vela)")[0]
+            )
+        ax_cyc.legend(handles=legend, loc="upper left", ncol=len(legend), fontsize=8)
+        ax_cyc.set_ylim(top=max([*(c + s for c, s in zip(compute, stall, strict=True)), 1]) * 1.18)
+        _label_costliest(ax_cyc, layers)
+
+        # Fused activations and other 0-MAC rows have no meaningful utilisation: leave gaps.
+        util_layers = [layer for layer, n in zip(layers, npu, strict=True) if n and layer.macs]
+        ax_util.bar(
+            [layer.index for layer in util_layers],
+            [layer.mac_utilisation_pct for layer in util_layers],
+            width=width,
+            color=[ORANGE if layer.memory_bound else BLUE for layer in util_layers],
+            linewidth=0,
+        )
+        if mac_utilisation is not None:
+            ax_util.axhline(mac_utilisation, color="#333333", linewidth=0.8, linestyle="--")
+            ax_util.annotate(
+                f"network {mac_utilisation:.1f} %",
+                xy=(1.0, mac_utilisation),
+                xycoords=("axes fraction", "data"),
+                xytext=(-4, 3),
+                textcoords="offset points",
+                ha="right",
+                fontsize=8,
+            )
+        ax_util.set_ylim(0, 100)
+        ax_util.set_ylabel("MAC utilisation %")
+        ax_util.set_xlabel("layer index (Vela's per-layer rows; layers with no MACs left blank)")
+        ax_util.grid(axis="x", visible=False)
+        ax_util.xaxis.get_major_locator().set_params(integer=True)
+        if x:
+            ax_util.set_xlim(min(x) - 1, max(x) + 1)
+        fig.subplots_adjust(left=0.07, right=0.99, top=0.93, bottom=0.1)
+        return _render(
+            fig,
+            "png",
+            f"{target}: cycles and MAC utilisation for each of {len(layers)} layers",
+        )
+
+
+def _short_path(path: str, limit: int = 38) -> str:
+    return path if len(path) <= limit else "…" + path[-(limit - 1) :]
+
+
+def _label_costliest(ax, layers: Sequence[LayerBar], count: int = 3) -> None:
+    """Name the module of the few tallest bars, so the chart says *what* is expensive.
+    Labels closer than 4 % of the axis to a taller one are dropped rather than overlapped."""
+    if not layers:
+        return
+    span = max(1, layers[-1].index - layers[0].index)
+    placed: list[int] = []
+    for layer in sorted(layers, key=lambda lay: (-lay.cycles, lay.index)):
+        if len(placed) == count or layer.cycles <= 0:
+            break
+        if not layer.module or any(abs(layer.index - p) < 0.04 * span for p in placed):
+            continue
+        placed.append(layer.index)
+        where = (layer.index - layers[0].index) / span
+        ax.annotate(
+            _short_path(layer.module, 28),
+            xy=(layer.index, layer.cycles),
+            xytext=(0, 2),
+            textcoords="offset points",
+            ha="right" if where > 0.85 else "left" if where < 0.15 else "center",
+            va="bottom",
+            fontsize=7,
+            color="#333333",
+        )
+
+
+def module_chart(modules: Sequence[ModuleBar], *, target: str, depth: int) -> Chart:
+    """The costliest PyTorch modules as sorted horizontal bars: length is cycles, colour is
+    MAC utilisation, so a big, pale bar is a block that costs much and uses the NPU poorly."""
+    cmap = matplotlib.colormaps["viridis"]
+    rows = list(modules)
+    # Utilisation rarely nears 100 %: scale the colours to the figures present (the colour
+    # bar shows the range) so 1 % and 20 % look different.
+    top_util = max([r.mac_utilisation_pct for r in rows] + [0.0])
+    norm = matplotlib.colors.Normalize(0, min(100.0, max(10.0, 10 * math.ceil(top_util / 10))))
+    with matplotlib.rc_context(RC):
+        fig = _new_figure(10.4, 0.9 + 0.26 * max(len(rows), 1), constrained=True)
+        ax = fig.add_subplot()
+        y = list(range(len(rows)))[::-1]  # costliest at the top
+        colours = [cmap(norm(r.mac_utilisation_pct)) for r in rows]
+        ax.barh(y, [r.cycles for r in rows], color=colours, height=0.72, linewidth=0)
+        ax.set_yticks(y, [_short_path(r.path) for r in rows], fontsize=8)
+        ax.tick_params(axis="y", length=0)
+        ax.xaxis.set_major_formatter(_fmt_cycles)
+        ax.set_xlabel("cycles (with memory stalls)")
+        ax.grid(axis="y", visible=False)
+        top = max([r.cycles for r in rows] + [1])
+        ax.set_xlim(0, top * 1.32)
+        for yi, r in zip(y, rows, strict=True):
+            ax.annotate(
+                f"{r.cycle_share_pct:.1f} % of cycles · {r.mac_utilisation_pct:.1f} % MAC util",
+                xy=(r.cycles, yi),
+                xytext=(4, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=7.5,
+                color="#333333",
+            )
+        mappable = matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
+        bar = fig.colorbar(mappable, ax=ax, fraction=0.025, pad=0.01)
+        bar.set_label("MAC utilisation %", fontsize=8)
+        bar.ax.tick_params(labelsize=7)
+        ax.set_title(
+            f"{target}: top {len(rows)} PyTorch modules by cycles (depth {depth})",
+            loc="left",
+            fontsize=10,
+        )
+        fig.subplots_adjust(
+            left=0.26,
+            right=0.95,
+            top=1 - 0.45 / fig.get_figheight(),
+            bottom=0.5 / fig.get_figheight(),
+        )
+        return _render(fig, "svg", f"{target}: cycles of the top {len(rows)} PyTorch modules")
+
+
+def comparison_chart(targets: Sequence[TargetBar]) -> Chart:
+    """Inferences/s and MAC utilisation per target side by side; a missing figure is
+    labelled n/a rather than drawn as a zero-height bar that reads as 'zero'."""
+    with matplotlib.rc_context(RC):
+        fig = _new_figure(10.4, 0.9 + 0.34 * max(len(targets), 2), constrained=True)
+        axes = fig.subplots(1, 3, sharey=True)
+        names = [t.name for t in targets]
+        y = list(range(len(targets)))[::-1]
+        colours = [TARGET_COLOURS[i % len(TARGET_COLOURS)] for i in range(len(targets))]
+        panels = (
+            ("inferences / s", [t.inferences_per_second for t in targets], ",.1f"),
+            ("latency ms", [t.latency_ms for t in targets], ",.2f"),
+            ("MAC utilisation %", [t.mac_utilisation_pct for t in targets], ".1f"),
+        )
+        for ax, (label, values, spec) in zip(axes, panels, strict=True):
+            drawn = [v if v is not None else 0 for v in values]
+            ax.barh(y, drawn, color=colours, height=0.66, linewidth=0)
+            top = max(drawn + [1e-9])
+            ax.set_xlim(0, top * 1.3)
+            for yi, v in zip(y, values, strict=True):
+                text = "n/a" if v is None else format(v, spec)
+                ax.annotate(
+                    text,
+                    xy=(0 if v is None else v, yi),
+                    xytext=(3, 0),
+                    textcoords="offset points",
+                    va="center",
+                    fontsize=8,
+                )
+            ax.set_title(label, loc="left", fontsize=9)
+            ax.grid(axis="y", visible=False)
+            ax.tick_params(axis="x", labelsize=7)
+            ax.tick_params(axis="y", length=0)
+        axes[0].set_yticks(y, names, fontsize=8)
+        return _render(fig, "svg", "inferences per second, latency and MAC utilisation per target")
