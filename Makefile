@@ -9,16 +9,32 @@ TARGET ?= ethos-u55-128
 MODEL  ?= mobilenet_v2
 OUT    ?= build
 
-.PHONY: setup demo test lint bench clean help
+.PHONY: setup system-deps demo test firmware regress lint bench clean help
 
 help:
 	@echo "make demo    - set up, then build the built-in MobileNetV2 for $(TARGET) and print its profile"
 	@echo "make test    - set up, then run the test suite"
 	@echo "make setup   - create $(VENV) with the pinned dependencies (requirements.lock)"
 	@echo "make lint    - ruff check + format check"
+	@echo "make firmware MODEL=mobilenet_v2 TARGET=ethos-u55-128 - C sources in $(OUT)/<model>/<target>/firmware/"
+	@echo "make regress - fail when a zoo model got slower or bigger on the NPU (ci/baselines.json)"
 	@echo "make bench   - stage timings and ran-edge overhead (benchmarks/)"
 
-setup: $(STAMP)
+setup: $(STAMP) system-deps
+
+# Debian tools the firmware compile check and the HTML report test use. Installed when
+# missing and apt-get is usable (root); otherwise those tests skip and say why.
+SYSTEM_TOOLS := arm-none-eabi-gcc:gcc-arm-none-eabi chromium:chromium
+system-deps:
+	@missing=""; for pair in $(SYSTEM_TOOLS); do \
+	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian packages:$$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	      || echo "warning: could not install$$missing; the tests that need them will skip"; \
+	  else echo "note: missing$$missing (needs root + apt-get); the tests that need them will skip"; fi; \
+	fi
 
 # Re-run the install whenever the pins or the package metadata change.
 $(STAMP): requirements.lock pyproject.toml
@@ -33,6 +49,14 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# Incremental: a second run with the same model and target does no work.
+firmware: setup
+	$(BIN)/ran-edge build --model $(MODEL) --target $(TARGET) --out $(OUT) --incremental --firmware -q
+
+# The CI gate on Vela estimates (ci/regress.toml against ci/baselines.json).
+regress: setup
+	$(BIN)/ran-edge regress --baseline ci/baselines.json --config ci/regress.toml
 
 lint: setup
 	$(BIN)/ruff check .

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ran_edge import __version__
-from ran_edge.errors import RanEdgeError, UsageError
+from ran_edge.errors import RanEdgeError, StageError, UsageError
 from ran_edge.quiet import progress_stream
 
 # Tables are wide; when output goes to a file or CI log, do not squeeze them to 80 columns.
@@ -546,6 +546,123 @@ def firmware(build_dir: Path, as_json: bool, **firmware_args) -> None:
         stdout.print(table)
 
     _run(body)
+
+
+@main.command()
+@click.option(
+    "--baseline",
+    type=click.Path(path_type=Path),
+    default=Path("ci/baselines.json"),
+    show_default=True,
+    help="The committed baseline JSON.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=Path("ci/regress.toml"),
+    show_default=True,
+    help="Models, targets and per-metric tolerances (TOML).",
+)
+@click.option(
+    "--reports",
+    type=click.Path(path_type=Path),
+    help="Read <dir>/<model>/<target>/report.json instead of building.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("build/regress"),
+    show_default=True,
+    help="Where builds go (reused when their inputs are unchanged).",
+)
+@click.option("--update", is_flag=True, help="Rewrite the baseline from the current figures.")
+@click.option("--junit", type=click.Path(path_type=Path), help="Also write JUnit XML here.")
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+def regress(baseline, config_path, reports, out, update, junit, as_json, quiet) -> None:
+    """Gate CI on Vela estimates: compare cycles, inferences/s, memory and NPU-op share
+    of each model x target against a committed baseline.
+
+    \b
+    Exit 0: nothing worse than its tolerance (better, same, new or missing entries are
+    listed). Exit 1: at least one metric regressed beyond its tolerance; the table names
+    it. --update rewrites the baseline (sorted, stable formatting) and exits 0.
+    Docs and a GitHub Actions example: docs/ci-regression-gate.md.
+    """
+
+    def body() -> None:
+        from ran_edge.regress.baseline import read_baseline, write_baseline
+        from ran_edge.regress.compare import compare
+        from ran_edge.regress.config import load_config
+        from ran_edge.regress.junit import write_junit
+        from ran_edge.regress.measure import build_reports, read_reports
+        from ran_edge.report.json_report import tool_versions
+
+        config = load_config(config_path)
+        old, _tools = ({}, {}) if update else read_baseline(baseline)
+        with _stage_printer(not quiet) as stage:
+            current = (
+                read_reports(config, reports) if reports else build_reports(config, out, stage)
+            )
+        if update:
+            write_baseline(baseline, current, tool_versions())
+            stderr.print(f"[green]✓[/green] wrote {baseline} ({len(current)} entries)")
+            return
+        deltas = compare(old, current, config.tolerance)
+        if junit:
+            write_junit(junit, deltas)
+        regressions = [d for d in deltas if d.regression]
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {
+                        "regressions": len(regressions),
+                        "deltas": [vars(d) | {"regression": d.regression} for d in deltas],
+                    },
+                    indent=2,
+                    default=str,
+                )
+            )
+        else:
+            _print_deltas(deltas)
+        if regressions:
+            names = ", ".join(sorted({f"{d.entry} {d.metric}" for d in regressions}))
+            raise StageError(
+                f"{len(regressions)} metric(s) worse than their tolerance: {names}. "
+                "If the change is intended, run `ran-edge regress --update` and commit the baseline."
+            )
+
+    _run(body)
+
+
+def _print_deltas(deltas) -> None:
+    styles = {
+        "worse": "bold red",
+        "better": "green",
+        "new": "cyan",
+        "missing": "yellow",
+        "same": "dim",
+    }
+    table = Table(title="Vela estimates vs baseline", title_justify="left")
+    for col in ("model@target", "metric", "baseline", "current", "change", "tolerance", "verdict"):
+        table.add_column(
+            col,
+            justify="right" if col in ("baseline", "current", "change", "tolerance") else "left",
+        )
+    for d in deltas:
+        table.add_row(
+            d.entry,
+            d.metric,
+            "-" if d.baseline is None else f"{d.baseline:,.6g}",
+            "-" if d.current is None else f"{d.current:,.6g}",
+            "-" if d.change_pct is None else f"{d.change_pct:+.2f}%",
+            f"{d.tolerance_pct:g}%",
+            f"[{styles[d.verdict]}]{d.verdict}[/]",
+        )
+    stdout.print(table)
+    counts = {v: sum(d.verdict == v for d in deltas) for v in styles}
+    stdout.print(", ".join(f"{n} {v}" for v, n in counts.items() if n))
 
 
 if __name__ == "__main__":

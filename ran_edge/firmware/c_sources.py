@@ -69,8 +69,8 @@ def render_model_data(
     target_name: str,
     accelerator: str,
     arena: int,
+    fast: int,
     scratch: int,
-    scratch_fast: int,
     margin: int,
 ) -> tuple[str, str]:
     """(model_data.h, model_data.cc): the bytes as a 16-byte-aligned array in `section`."""
@@ -89,8 +89,8 @@ def render_model_data(
         target_name=target_name,
         accelerator=accelerator,
         arena=arena,
+        fast=fast,
         scratch=scratch,
-        scratch_fast=scratch_fast,
         margin=margin,
     )
     source = _TEMPLATES.get_template("model_data.cc.j2").render(

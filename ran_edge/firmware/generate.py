@@ -158,8 +158,8 @@ def generate_firmware(
         target_name=target["name"],
         accelerator=target["accelerator"],
         arena=plan.tensor_arena_bytes,
+        fast=plan.fast_memory_bytes,
         scratch=compiled.scratch_bytes,
-        scratch_fast=compiled.scratch_fast_bytes,
         margin=plan.margin_bytes,
     )
     io_header = render_model_io(

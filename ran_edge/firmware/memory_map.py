@@ -99,8 +99,10 @@ def render_memory_map(
     lines += [
         "",
         f"- Tensor arena: {plan.tensor_arena_bytes:,} B = Vela `scratch` + TFLM margin "
-        f"{plan.margin_bytes:,} B (TFLM's measured persistent allocations for this model, "
-        f"rounded up to {MARGIN_ROUND} B), aligned to {ARENA_ALIGN} B.",
+        f"{plan.margin_bytes:,} B, aligned to {ARENA_ALIGN} B. The margin is TFLM's persistent "
+        f"allocations measured on the int8 model (tensor and node structs, per-channel "
+        f"quantization data), rounded up to {MARGIN_ROUND} B: an upper bound, since the "
+        "compiled model hands most layers to the single ethos-u op.",
         f"- Fast memory (Vela `scratch_fast`): {plan.fast_memory_bytes:,} B"
         + (" (none: single arena)" if plan.fast_memory_bytes == 0 else "."),
         "- Undeclared budgets are not checked: declare them in the target profile's `[memory]` "

@@ -162,7 +162,10 @@ def _load_python(spec: str, user_shape: tuple[int, ...] | None) -> LoadedModel:
             f"{factory_name!r} in {path} is a {type(factory).__name__}, not a callable factory. "
             f"Point at a function that returns the nn.Module."
         )
-    with _on_sys_path(path.parent):
+    # Seeded, in a forked RNG: a factory's random init is then the same on every run
+    # (same inputs, same bytes out) and the caller's RNG is untouched.
+    with _on_sys_path(path.parent), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
         try:
             model = factory()
         except (Exception, SystemExit) as exc:

@@ -1,0 +1,1 @@
+"""CI regression gate on Vela estimates: reports compared against a committed baseline."""
