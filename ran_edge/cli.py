@@ -20,7 +20,9 @@ from rich.console import Console
 from rich.table import Table
 
 from ran_edge import __version__
-from ran_edge.errors import RanEdgeError, StageError, UsageError
+from ran_edge.cli_common import run_command
+from ran_edge.cli_report import report as report_command
+from ran_edge.errors import StageError, UsageError
 from ran_edge.quiet import progress_stream
 
 # Tables are wide; when output goes to a file or CI log, do not squeeze them to 80 columns.
@@ -63,16 +65,6 @@ def _stage_printer(enabled: bool):
         stderr.print(f"[green]✓[/green] {label} [dim]({time.perf_counter() - start:.1f} s)[/dim]")
 
     yield stage
-
-
-def _run(fn):
-    """Run a command body, turning RanEdgeError into one message and its exit code."""
-    try:
-        fn()
-    except RanEdgeError as exc:
-        # click.echo to the *current* stderr, unwrapped, so paths in messages stay pasteable.
-        click.echo(click.style(f"error: {exc}", fg="red", bold=True), err=True)
-        sys.exit(exc.exit_code)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -140,7 +132,7 @@ def targets(as_json: bool) -> None:
             )
         stdout.print(table)
 
-    _run(body)
+    run_command(body)
 
 
 @main.command()
@@ -171,7 +163,7 @@ def models(as_json: bool) -> None:
             table.add_row(e.name, e.family, "x".join(map(str, e.input_shape)), e.description)
         stdout.print(table)
 
-    _run(body)
+    run_command(body)
 
 
 def _print_builds(builds, as_json: bool, layers: bool) -> None:
@@ -272,6 +264,14 @@ def _firmware_for(folder: Path, target, options):
     return result
 
 
+def _write_html(builds, stage) -> None:
+    from ran_edge.report.html import write_report_for
+
+    with stage("HTML report"):
+        written = write_report_for(builds[0].out_dir.parent)
+    stderr.print(f"[dim]report: {written.path}[/dim]")
+
+
 _TARGET_HELP = (
     "Target profile name, alias or .toml path; repeat for several "
     f"(default: {DEFAULT_TARGET}). `ran-edge targets` lists them."
@@ -333,6 +333,7 @@ _TARGET_HELP = (
     "--firmware", is_flag=True, help="Also write firmware/ sources (see `ran-edge firmware`)."
 )
 @_firmware_flags
+@click.option("--html", is_flag=True, help="Also write <out>/<model>/report.html (see `report`).")
 @click.option("--layers", is_flag=True, help="Also print the per-layer table.")
 @click.option(
     "--json", "as_json", is_flag=True, help="Print report.json content instead of tables."
@@ -351,6 +352,7 @@ def build(
     allow_cpu_fallback,
     incremental,
     firmware,
+    html,
     layers,
     as_json,
     quiet,
@@ -430,9 +432,11 @@ def build(
                 for b in builds:
                     with stage(f"firmware for {b.target.name}"):
                         _firmware_for(b.out_dir, b.target, firmware_options)
+            if html:
+                _write_html(builds, stage)
         _print_builds(builds, as_json, layers)
 
-    _run(body)
+    run_command(body)
 
 
 @main.command()
@@ -445,12 +449,15 @@ def build(
     show_default=True,
     help="Output root; results go to <out>/<model stem>/<target>/.",
 )
+@click.option("--html", is_flag=True, help="Also write <out>/<model>/report.html.")
 @click.option("--layers", is_flag=True, help="Also print the per-layer table.")
 @click.option(
     "--json", "as_json", is_flag=True, help="Print report.json content instead of tables."
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
-def profile(model: Path, target_names, out: Path, layers: bool, as_json: bool, quiet: bool) -> None:
+def profile(
+    model: Path, target_names, out: Path, html: bool, layers: bool, as_json: bool, quiet: bool
+) -> None:
     """Profile an int8 .tflite made elsewhere on one or more Ethos-U targets.
 
     CPU-fallback ops are reported with Vela's reason (not an error here). Per-module
@@ -466,9 +473,11 @@ def profile(model: Path, target_names, out: Path, layers: bool, as_json: bool, q
             for target in targets_:
                 with stage(f"Vela for {target.name}"):
                     builds.append(profile_tflite(model, target, out))
+            if html:
+                _write_html(builds, stage)
         _print_builds(builds, as_json, layers)
 
-    _run(body)
+    run_command(body)
 
 
 @main.command()
@@ -545,7 +554,7 @@ def firmware(build_dir: Path, as_json: bool, **firmware_args) -> None:
             )
         stdout.print(table)
 
-    _run(body)
+    run_command(body)
 
 
 @main.command()
@@ -633,7 +642,7 @@ def regress(baseline, config_path, reports, out, update, junit, as_json, quiet) 
                 "If the change is intended, run `ran-edge regress --update` and commit the baseline."
             )
 
-    _run(body)
+    run_command(body)
 
 
 def _print_deltas(deltas) -> None:
@@ -663,6 +672,9 @@ def _print_deltas(deltas) -> None:
     stdout.print(table)
     counts = {v: sum(d.verdict == v for d in deltas) for v in styles}
     stdout.print(", ".join(f"{n} {v}" for v, n in counts.items() if n))
+
+
+main.add_command(report_command)
 
 
 if __name__ == "__main__":

@@ -249,10 +249,14 @@ def discover_extras(folder: Path) -> list[ExtraSection]:
 
 
 def _num(value, spec: str) -> str:
+    """`spec` is a format spec, or "sig" for three significant digits without exponents."""
     if value is None:
         return "n/a"
     if isinstance(value, str):  # "inf" / "-inf" as the metric records write them
         return {"inf": "∞", "-inf": "−∞"}.get(value, value)
+    if spec == "sig":
+        size = abs(value)
+        spec = ",.0f" if size >= 100 else ".1f" if size >= 10 else ".2f" if size >= 1 else ".3g"
     return format(value, spec)
 
 
@@ -282,7 +286,7 @@ def _card_stats(report: dict) -> tuple[tuple[Stat, ...], tuple[Stat, ...]]:
     on_chip = metric_value(metrics, "on_chip_flash_used") or 0
     hero = (
         _stat(metrics, "inferences_per_second", "inferences / s", ",.1f"),
-        _stat(metrics, "latency", "latency", ",.3g"),
+        _stat(metrics, "latency", "latency", "sig"),
     )
     npu, cpu = metric_value(metrics, "npu_ops"), metric_value(metrics, "cpu_ops")
     ops_metric = _metric(metrics, "npu_ops") or {}
@@ -328,19 +332,25 @@ def _fidelity_stats(report: dict) -> tuple[Stat, ...]:
 
 
 def _tflm_text(report: dict) -> str | None:
+    """The TFLM-vs-LiteRT check (schema 1.1) in one sentence; None before 1.1 or for profile."""
     tflm = report.get("tflm")
     if not tflm:
         return None
-    verdict = (
-        "bit-exact"
-        if tflm.get("bit_exact")
-        else f"differs on {tflm.get('mismatched_samples')} samples "
-        f"(max |diff| {tflm.get('max_abs_diff')})"
-    )
+    if tflm.get("error"):
+        return f"TFLM could not run the model: {tflm['error']}"
+    if tflm.get("bit_exact"):
+        verdict = "bit-exact"
+    else:
+        verdict = (
+            f"{tflm.get('mismatched_samples')} of {tflm.get('samples')} samples differ "
+            f"(max |diff| {tflm.get('max_abs_diff')})"
+        )
+        if tflm.get("first_mismatch"):
+            verdict += f", first at {tflm['first_mismatch']}"
     return (
         f"TFLM vs LiteRT reference kernels on {tflm.get('samples')} samples: {verdict}; "
-        f"TFLM arena {tflm.get('arena_total_bytes', 0):,} B "
-        f"({tflm.get('arena_persistent_bytes', 0):,} B persistent)."
+        f"TFLM arena {tflm.get('arena_total_bytes') or 0:,} B "
+        f"({tflm.get('arena_persistent_bytes') or 0:,} B persistent)."
     )
 
 

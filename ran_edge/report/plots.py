@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import io
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -34,8 +33,12 @@ STALL_ALPHA = 0.4
 PNG_DPI = 110  # crisp enough on a laptop; keeps a per-layer chart near 100 KB
 RC = {
     "svg.hashsalt": "ran-edge",
-    "svg.fonttype": "path",  # glyphs as paths: renders the same with no fonts installed
-    "font.family": "DejaVu Sans",  # shipped with matplotlib
+    # SVG text stays text (a quarter of the size of glyph paths); the browser draws it in
+    # DejaVu Sans when installed, else a listed sans-serif of similar or narrower width than
+    # the DejaVu metrics matplotlib laid it out with. PNGs always use the bundled DejaVu.
+    "svg.fonttype": "none",
+    "font.family": "sans-serif",
+    "font.sans-serif": ["DejaVu Sans", "Verdana", "Arial", "Helvetica"],
     "font.size": 9,
     "axes.spines.top": False,
     "axes.spines.right": False,
@@ -160,17 +163,26 @@ def layer_chart(layers: Sequence[LayerBar], *, target: str, mac_utilisation: flo
         ax_cyc.set_title(f"{target}: cycles per layer, network order", loc="left", fontsize=10)
         ax_cyc.grid(axis="x", visible=False)
         legend = [
-            Patch(color=BLUE, label="NPU, compute-bound"),
-            Patch(color=ORANGE, label="NPU, memory-bound"),
-            Patch(color=GREY, alpha=STALL_ALPHA, label="lighter: memory-access stall"),
+            Patch(color=BLUE, label="NPU compute-bound"),
+            Patch(color=ORANGE, label="NPU memory-bound"),
+            Patch(color=GREY, alpha=STALL_ALPHA, label="lighter: memory stall"),
         ]
         if cpu_x:
-            legend.append(
-                ax_cyc.plot([], [], "^", color=VERMILION, label="CPU op (not costed by Vela)")[0]
-            )
-        ax_cyc.legend(handles=legend, loc="upper left", ncol=len(legend), fontsize=8)
-        ax_cyc.set_ylim(top=max([*(c + s for c, s in zip(compute, stall, strict=True)), 1]) * 1.18)
-        _label_costliest(ax_cyc, layers)
+            legend.append(ax_cyc.plot([], [], "^", color=VERMILION, label="CPU op (not costed)")[0])
+        # Above the plot, beside the title: never on top of a bar or a label.
+        ax_cyc.legend(
+            handles=legend,
+            loc="lower right",
+            bbox_to_anchor=(1.0, 1.0),
+            ncol=len(legend),
+            fontsize=7.5,
+            borderaxespad=0.2,
+            handlelength=1.2,
+            columnspacing=1.2,
+        )
+        top = max([*(c + s for c, s in zip(compute, stall, strict=True)), 1]) * 1.12
+        ax_cyc.set_ylim(top=top)
+        _label_costliest(ax_cyc, layers, top)
 
         # Fused activations and other 0-MAC rows have no meaningful utilisation: leave gaps.
         util_layers = [layer for layer, n in zip(layers, npu, strict=True) if n and layer.macs]
@@ -191,6 +203,7 @@ def layer_chart(layers: Sequence[LayerBar], *, target: str, mac_utilisation: flo
                 textcoords="offset points",
                 ha="right",
                 fontsize=8,
+                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1},
             )
         ax_util.set_ylim(0, 100)
         ax_util.set_ylabel("MAC utilisation %")
@@ -208,29 +221,47 @@ def layer_chart(layers: Sequence[LayerBar], *, target: str, mac_utilisation: flo
 
 
 def _short_path(path: str, limit: int = 38) -> str:
-    return path if len(path) <= limit else "…" + path[-(limit - 1) :]
+    """The tail of a module path that fits, cut at a dot: `…stage4.block32.conv1`."""
+    if len(path) <= limit:
+        return path
+    parts = path.split(".")
+    tail = parts[-1]
+    for part in reversed(parts[:-1]):
+        if len(part) + len(tail) + 2 > limit:
+            break
+        tail = f"{part}.{tail}"
+    return "…" + tail[-(limit - 1) :]
 
 
-def _label_costliest(ax, layers: Sequence[LayerBar], count: int = 3) -> None:
-    """Name the module of the few tallest bars, so the chart says *what* is expensive.
-    Labels closer than 4 % of the axis to a taller one are dropped rather than overlapped."""
+def _label_costliest(
+    ax, layers: Sequence[LayerBar], top: float, *, count: int = 3, candidates: int = 6
+) -> None:
+    """Name the module of the tallest bars, so the chart says *what* is expensive. Only the
+    `candidates` costliest layers qualify; a label that would overlap one already placed
+    is dropped (its extent estimated from the text length at 7 pt)."""
     if not layers:
         return
-    span = max(1, layers[-1].index - layers[0].index)
-    placed: list[int] = []
-    for layer in sorted(layers, key=lambda lay: (-lay.cycles, lay.index)):
-        if len(placed) == count or layer.cycles <= 0:
-            break
-        if not layer.module or any(abs(layer.index - p) < 0.04 * span for p in placed):
+    first, last = layers[0].index - 1, layers[-1].index + 1
+    char_w = 0.0065  # axis fraction per character at 7 pt on the 10.4 in layer chart
+    placed: list[tuple[float, float, float]] = []  # x from, x to, y (axis fractions)
+    for layer in sorted(layers, key=lambda lay: (-lay.cycles, lay.index))[:candidates]:
+        if len(placed) == count or layer.cycles <= 0 or not layer.module:
             continue
-        placed.append(layer.index)
-        where = (layer.index - layers[0].index) / span
+        text = _short_path(layer.module, 28)
+        width = len(text) * char_w
+        x = (layer.index - first) / (last - first)
+        ha = "right" if x > 0.85 else "left" if x < 0.15 else "center"
+        x0 = {"right": x - width, "left": x, "center": x - width / 2}[ha]
+        y = layer.cycles / top
+        if any(x0 < b and a < x0 + width and abs(y - yb) < 0.08 for a, b, yb in placed):
+            continue
+        placed.append((x0, x0 + width, y))
         ax.annotate(
-            _short_path(layer.module, 28),
+            text,
             xy=(layer.index, layer.cycles),
             xytext=(0, 2),
             textcoords="offset points",
-            ha="right" if where > 0.85 else "left" if where < 0.15 else "center",
+            ha=ha,
             va="bottom",
             fontsize=7,
             color="#333333",
@@ -239,13 +270,12 @@ def _label_costliest(ax, layers: Sequence[LayerBar], count: int = 3) -> None:
 
 def module_chart(modules: Sequence[ModuleBar], *, target: str, depth: int) -> Chart:
     """The costliest PyTorch modules as sorted horizontal bars: length is cycles, colour is
-    MAC utilisation, so a big, pale bar is a block that costs much and uses the NPU poorly."""
+    MAC utilisation, so a long, dark bar is a block that costs much and uses the NPU poorly."""
     cmap = matplotlib.colormaps["viridis"]
     rows = list(modules)
-    # Utilisation rarely nears 100 %: scale the colours to the figures present (the colour
-    # bar shows the range) so 1 % and 20 % look different.
-    top_util = max([r.mac_utilisation_pct for r in rows] + [0.0])
-    norm = matplotlib.colors.Normalize(0, min(100.0, max(10.0, 10 * math.ceil(top_util / 10))))
+    # Utilisation is mostly well under 50 %: a square-root scale keeps 1 % and 20 % apart
+    # while every target's chart shares the same 0-100 scale.
+    norm = matplotlib.colors.PowerNorm(0.5, vmin=0.0, vmax=100.0)
     with matplotlib.rc_context(RC):
         fig = _new_figure(10.4, 0.9 + 0.26 * max(len(rows), 1), constrained=True)
         ax = fig.add_subplot()
@@ -272,17 +302,12 @@ def module_chart(modules: Sequence[ModuleBar], *, target: str, depth: int) -> Ch
         mappable = matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
         bar = fig.colorbar(mappable, ax=ax, fraction=0.025, pad=0.01)
         bar.set_label("MAC utilisation %", fontsize=8)
+        bar.set_ticks([0, 5, 20, 50, 100])
         bar.ax.tick_params(labelsize=7)
         ax.set_title(
             f"{target}: top {len(rows)} PyTorch modules by cycles (depth {depth})",
             loc="left",
             fontsize=10,
-        )
-        fig.subplots_adjust(
-            left=0.26,
-            right=0.95,
-            top=1 - 0.45 / fig.get_figheight(),
-            bottom=0.5 / fig.get_figheight(),
         )
         return _render(fig, "svg", f"{target}: cycles of the top {len(rows)} PyTorch modules")
 
