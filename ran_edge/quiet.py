@@ -9,6 +9,7 @@ taken before any redirection, so it stays visible.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import sys
@@ -27,6 +28,7 @@ def progress_stream() -> TextIO:
     if _progress is None:
         try:
             _progress = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1)
+            atexit.register(_progress.close)
         except (AttributeError, OSError, ValueError):  # no real fd (e.g. under a test runner)
             _progress = sys.stderr
     return _progress

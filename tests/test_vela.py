@@ -117,3 +117,22 @@ def test_cpu_fallbacks_and_counts_from_stdout():
         "Unsupported opType",
     )
     assert resize.reason.startswith("Scale factor must be a power of two; Half pixel")
+
+
+def test_an_op_named_after_the_next_modules_pad_is_matched_by_macs():
+    """litert-torch can name a conv's output after the consumer's ZeroPad2d; MACs settle it."""
+    from torch import nn
+
+    from ran_edge.hw.attribution import ModuleIndex, attribute_layers
+
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.Conv2d(8, 8, 5, padding=2),
+        nn.Sequential(nn.ZeroPad2d(1), nn.Conv2d(8, 8, 3, groups=8)),
+    )
+    index = ModuleIndex.from_model(net, (1, 3, 16, 16))
+    wrapper = "litert_torch._convert.to_channel_last_io.ChannelLastIOWrapper/x.Net_wrapped/"
+    pad = wrapper + "torch.nn.modules.container.Sequential_2/torch.nn.modules.padding.ZeroPad2d_0;"
+    dw = wrapper + "torch.nn.modules.container.Sequential_2/torch.nn.modules.conv.Conv2d_1;2"
+    layers = [("", index.macs["0"]), (pad, index.macs["1"]), (dw, index.macs["2.1"])]
+    assert attribute_layers(layers, index) == ["0", "1", "2.1"]

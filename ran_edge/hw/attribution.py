@@ -130,18 +130,29 @@ def ancestors(path: str) -> list[str]:
 def attribute_layers(layers: list[tuple[str, int]], index: ModuleIndex | None) -> list[str]:
     """Module path of each (op name, MACs) pair.
 
-    Names come first. An op whose name carries no module (litert-torch names the last op
-    after the graph output) is matched by MAC count to the one conv/linear module with
-    exactly that many MACs that no named op has claimed.
+    Names come first. An op that does MACs but whose name carries no conv/linear module
+    (litert-torch names the last op after the graph output, and an op can be named after
+    the PAD of the module that consumes it) is matched by MAC count to the one conv/linear
+    module with exactly that many MACs that no named op has claimed.
     """
     segments = index.segments if index else None
     paths = [module_of(name, segments) for name, _ in layers]
     if index is None:
         return paths
-    claimed = set(paths)
+
+    def has_weights(path: str) -> bool:
+        return path in index.macs or any(p.startswith(path + ".") for p in index.macs)
+
+    unsure = [
+        i
+        for i, (_, macs) in enumerate(layers)
+        if macs and (paths[i] == UNATTRIBUTED or not has_weights(paths[i]))
+    ]
+    claimed = {p for i, p in enumerate(paths) if i not in unsure}
     free = Counter(m for p, m in index.macs.items() if p not in claimed)
-    for i, (_, macs) in enumerate(layers):
-        if paths[i] != UNATTRIBUTED or macs == 0 or free[macs] != 1:
+    for i in unsure:
+        macs = layers[i][1]
+        if free[macs] != 1:
             continue
         paths[i] = next(p for p, m in index.macs.items() if m == macs and p not in claimed)
         claimed.add(paths[i])
