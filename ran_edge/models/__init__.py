@@ -3,7 +3,13 @@
 Importing this package registers every zoo model (the family modules register on import).
 """
 
-from ran_edge.models import efficientnet_lite, mobilenet_v2  # noqa: F401  (registers models)
+# The family modules register their models on import.
+from ran_edge.models import (  # noqa: F401
+    efficientnet_lite,
+    mobilenet_v2,
+    ran_e,
+    reference_nets,
+)
 from ran_edge.models.complexity import count_macs, count_params
 from ran_edge.models.loading import LoadedModel, load_model
 from ran_edge.models.registry import (
