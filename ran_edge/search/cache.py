@@ -1,0 +1,65 @@
+"""Content keys and the on-disk cache: same inputs, same key, no recompilation.
+
+Layout under the cache folder:
+  tflite/<graph key>.tflite   int8 graph (target-independent: shared by every target)
+  graphs/<cost key>.json      Vela cost of one graph on one target
+  blocks/<block key>.json     a block's cost (sandwich minus frames) on one target
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import cache
+from importlib.metadata import version
+from pathlib import Path
+
+from ran_edge.atomic import write_atomic
+from ran_edge.hw.targets import Target
+
+# Bump when the way graphs are built or costs are derived changes.
+SCHEMA = "ran-edge-cost-table/1"
+
+
+def content_key(*parts: object) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(repr(part).encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+@cache
+def vela_identity() -> str:
+    return f"ethos-u-vela={version('ethos-u-vela')}"
+
+
+def target_fingerprint(target: Target) -> str:
+    """The profile file's bytes (and a user Vela ini's), plus Vela's version."""
+    h = hashlib.sha256(target.source.read_bytes())
+    if target.vela is not None and not target.vela.config.startswith("Arm/"):
+        h.update(Path(target.vela.config).read_bytes())
+    return content_key(h.hexdigest(), vela_identity())
+
+
+class DiskCache:
+    """Three flat folders of content-addressed files, written atomically."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def path(self, kind: str, key: str) -> Path:
+        suffix = ".tflite" if kind == "tflite" else ".json"
+        return self.root / kind / f"{key}{suffix}"
+
+    def get_bytes(self, kind: str, key: str) -> bytes | None:
+        try:
+            return self.path(kind, key).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def put_bytes(self, kind: str, key: str, data: bytes) -> None:
+        write_atomic(self.path(kind, key), data)
+
+    def count(self, kind: str) -> int:
+        suffix = ".tflite" if kind == "tflite" else ".json"
+        return len(list((self.root / kind).glob(f"[!.]*{suffix}")))
