@@ -5,10 +5,12 @@ Importing this package registers every zoo model (the family modules register on
 
 # The family modules register their models on import.
 from ran_edge.models import (  # noqa: F401
+    convnext_bn,
     efficientnet_lite,
     mobilenet_v2,
     ran_e,
     reference_nets,
+    tiny_mbnet,
 )
 from ran_edge.models.complexity import count_macs, count_params
 from ran_edge.models.loading import LoadedModel, load_model
