@@ -22,9 +22,9 @@ help:
 
 setup: $(STAMP) system-deps
 
-# Debian tools the firmware compile check and the HTML report test use. Installed when
+# Debian tools the firmware compile check, the HTML report test and the SSH remote test use. Installed when
 # missing and apt-get is usable (root); otherwise those tests skip and say why.
-SYSTEM_TOOLS := arm-none-eabi-gcc:gcc-arm-none-eabi chromium:chromium
+SYSTEM_TOOLS := arm-none-eabi-gcc:gcc-arm-none-eabi chromium:chromium sshd:openssh-server ssh:openssh-client
 system-deps:
 	@missing=""; for pair in $(SYSTEM_TOOLS); do \
 	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; done; \

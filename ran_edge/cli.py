@@ -22,6 +22,7 @@ from rich.table import Table
 from ran_edge import __version__
 from ran_edge.cli_common import run_command
 from ran_edge.cli_report import report as report_command
+from ran_edge.cli_shrink import shrink as shrink_command
 from ran_edge.errors import StageError, UsageError
 from ran_edge.quiet import progress_stream
 
@@ -70,7 +71,8 @@ def _stage_printer(enabled: bool):
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="ran-edge")
 def main() -> None:
-    """Take PyTorch CNNs to fully int8, NPU-mapped Arm Ethos-U artifacts, and profile them.
+    """Take PyTorch CNNs to fully int8, NPU-mapped Arm Ethos-U artifacts, and profile them
+    on Ethos-U NPUs and on Cortex-A CPUs (Raspberry Pi boards, this host).
 
     \b
     Typical use:
@@ -78,7 +80,11 @@ def main() -> None:
       ran-edge build --target ethos-u55-128             # built-in MobileNetV2 + photos
       ran-edge build --model net.py:make_net --input-shape 1,3,96,96 \\
                      --calib my_images/ --target ethos-u55-256 --target ethos-u65-256
+      ran-edge build --target ethos-u55-128 --target rpi4 --target host   # one comparison
       ran-edge profile model_int8.tflite --target ethos-u55-64
+      ran-edge profile model_int8.tflite --target host --measure        # time it here
+      ran-edge profile model_int8.tflite --target rpi4 --remote pi@raspberrypi.local
+      ran-edge calibrate-target --target host --out my-host.toml
 
     Outputs land in build/<model>/<target>/: float and int8 .tflite, the Vela-compiled
     model, Vela's CSVs and report.json (schema: docs/report-schema.md).
@@ -91,7 +97,8 @@ def targets(as_json: bool) -> None:
     """List every target profile (shipped ones and those in $RAN_EDGE_TARGET_PATH).
 
     A profile is a TOML file (see targets/README.md); aliases such as `ethos-u55`
-    resolve to a documented default configuration.
+    resolve to a documented default configuration. Two kinds: `ethos-u` NPUs (Vela) and
+    `cortex-a` CPUs (LiteRT + XNNPACK: Raspberry Pi boards, generic Cortex-A cores, `host`).
     """
 
     def body() -> None:
@@ -99,40 +106,88 @@ def targets(as_json: bool) -> None:
 
         found = list_targets()
         if as_json:
-            rows = [
-                {
-                    "name": t.name,
-                    "aliases": list(t.aliases),
-                    "kind": t.kind,
-                    "accelerator": t.npu.accelerator,
-                    "macs_per_cycle": t.npu.macs_per_cycle,
-                    "clock_hz": t.npu.clock_hz,
-                    "system_config": t.vela.system_config,
-                    "memory_mode": t.vela.memory_mode,
-                    "optimise": t.vela.optimise,
-                    "arena_cache_size": t.vela.arena_cache_size,
-                    "description": t.description,
-                    "file": str(t.source),
-                }
-                for t in found
-            ]
-            click.echo(json.dumps(rows, indent=2))
+            click.echo(json.dumps([_target_row(t) for t in found], indent=2))
             return
         table = Table(title="target profiles", title_justify="left")
-        for col in ("name", "aliases", "MACs/cycle", "clock MHz", "system config", "memory mode"):
-            table.add_column(col)
-        for t in found:
-            table.add_row(
-                t.name,
-                ", ".join(t.aliases),
-                str(t.npu.macs_per_cycle),
-                f"{t.npu.clock_hz / 1e6:.0f}",
-                t.vela.system_config,
-                t.vela.memory_mode,
+        for col in ("name", "aliases", "kind", "compute", "clock MHz", "config", "memory"):
+            table.add_column(
+                col,
+                justify="right" if col == "clock MHz" else "left",
+                no_wrap=col in ("name", "config"),  # names and Vela sections stay greppable
             )
+        for t in found:
+            table.add_row(t.name, ", ".join(t.aliases), t.kind, *_target_cells(t))
         stdout.print(table)
+        stdout.print(
+            "[dim]ethos-u: compiled with Vela (config = system config, memory = memory mode); "
+            "cortex-a: LiteRT + XNNPACK on the CPU, `host` = this machine.[/dim]"
+        )
 
     run_command(body)
+
+
+def _size(value: int | None) -> str:
+    if not value:
+        return "?"
+    return f"{value // 1024**2} MiB" if value >= 1024**2 else f"{value // 1024} KiB"
+
+
+def _target_cells(t) -> tuple[str, str, str, str]:
+    """compute, clock MHz, config, memory columns of `ran-edge targets` for either kind."""
+    if t.is_cpu:
+        cpu = t.cpu
+        clock = f"{cpu.clock_hz / 1e6:.0f}" if cpu.clock_hz else "-"
+        parts = [f"L2 {_size(cpu.l2_bytes)}"] if cpu.l2_bytes else []
+        parts += [f"L3 {_size(cpu.l3_bytes)}"] if cpu.l3_bytes else []
+        bandwidth = cpu.memory_bandwidth_bytes_per_s
+        parts += [f"{bandwidth / 1e9:.1f} GB/s"] if bandwidth else []
+        memory = ", ".join(parts) or "-"
+        return (f"{cpu.cores} x {cpu.core}", clock, ", ".join(cpu.simd) or "-", memory)
+    return (
+        f"{t.npu.macs_per_cycle} MACs/cycle",
+        f"{t.npu.clock_hz / 1e6:.0f}",
+        t.vela.system_config,
+        t.vela.memory_mode,
+    )
+
+
+def _target_row(t) -> dict:
+    """One `targets --json` row; Ethos-U fields are null for CPU profiles and vice versa."""
+    row = {"name": t.name, "aliases": list(t.aliases), "kind": t.kind}
+    if t.is_cpu:
+        cpu, model = t.cpu, t.cpu_model
+        row |= {
+            "core": cpu.core,
+            "cores": cpu.cores,
+            "clock_hz": cpu.clock_hz,
+            "simd": list(cpu.simd),
+            "threads": cpu.default_threads,
+            "l1d_bytes": cpu.l1d_bytes,
+            "l1i_bytes": cpu.l1i_bytes,
+            "l2_bytes": cpu.l2_bytes,
+            "l3_bytes": cpu.l3_bytes,
+            "memory": cpu.memory,
+            "memory_bandwidth_bytes_per_s": cpu.memory_bandwidth_bytes_per_s,
+            "cpu_model_source": model.source,
+            "cpu_model_fitted": model.fitted,
+            "accelerator": None,
+            "macs_per_cycle": None,
+            "system_config": None,
+            "memory_mode": None,
+        }
+    else:
+        row |= {
+            "accelerator": t.npu.accelerator,
+            "macs_per_cycle": t.npu.macs_per_cycle,
+            "clock_hz": t.npu.clock_hz,
+            "system_config": t.vela.system_config,
+            "memory_mode": t.vela.memory_mode,
+            "optimise": t.vela.optimise,
+            "arena_cache_size": t.vela.arena_cache_size,
+            "host_cpu": t.host_cpu.core,
+            "host_cpu_clock_hz": t.host_cpu.clock_hz,
+        }
+    return row | {"description": t.description, "file": str(t.source)}
 
 
 @main.command()
@@ -272,9 +327,136 @@ def _write_html(builds, stage) -> None:
     stderr.print(f"[dim]report: {written.path}[/dim]")
 
 
+def _cpu_flags(fn):
+    """Options shared by `build` and `profile` for CPU (cortex-a) targets."""
+    options = [
+        click.option(
+            "--threads",
+            type=click.IntRange(min=1),
+            help="CPU targets: threads for LiteRT/XNNPACK (default: the profile's, capped at "
+            "its cores).",
+        ),
+        click.option(
+            "--runs",
+            type=click.IntRange(min=1),
+            default=50,
+            show_default=True,
+            help="CPU targets, when measuring: timed runs (median and p90 are reported).",
+        ),
+        click.option(
+            "--warmup",
+            type=click.IntRange(min=0),
+            default=5,
+            show_default=True,
+            help="CPU targets, when measuring: untimed runs first.",
+        ),
+        click.option(
+            "--remote",
+            metavar="USER@HOST[:PORT]",
+            help="Measure the CPU target on a board over SSH (key login, BatchMode): the model "
+            "and ran_edge/hw/measure.py are copied to a temp folder there and run with its "
+            "python3, which needs numpy and ai-edge-litert.",
+        ),
+        click.option(
+            "--identity",
+            type=click.Path(path_type=Path),
+            help="--remote: the SSH private key to log in with (ssh -i).",
+        ),
+        click.option(
+            "--remote-python",
+            default="python3",
+            show_default=True,
+            help="--remote: the interpreter to run on the board (e.g. a venv's bin/python).",
+        ),
+        click.option(
+            "--ssh-option",
+            "ssh_options",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="--remote: extra ssh_config option, repeatable (e.g. "
+            "UserKnownHostsFile=~/.ssh/boards_known_hosts).",
+        ),
+        click.option(
+            "--connect-timeout",
+            type=click.IntRange(min=1),
+            default=10,
+            show_default=True,
+            help="--remote: seconds to wait for the SSH connection.",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _cpu_plan(targets_, *, measure_all: bool, **cpu_args):
+    """Which CPU targets are measured and how (UsageError on a bad --remote before any work)."""
+    from ran_edge.hw.cpu_profile import MeasureOptions
+    from ran_edge.hw.remote import parse_remote
+    from ran_edge.pipeline import plan_cpu
+
+    remote = None
+    if cpu_args["remote"]:
+        remote = parse_remote(
+            cpu_args["remote"],
+            identity=cpu_args["identity"],
+            python=cpu_args["remote_python"],
+            options=tuple(cpu_args["ssh_options"]),
+            connect_timeout_s=cpu_args["connect_timeout"],
+        )
+    elif cpu_args["identity"] or cpu_args["ssh_options"]:
+        raise UsageError("--identity and --ssh-option only apply with --remote USER@HOST.")
+    options = MeasureOptions(
+        threads=cpu_args["threads"],
+        runs=cpu_args["runs"],
+        warmup=cpu_args["warmup"],
+        remote=remote,
+    )
+    return plan_cpu(targets_, measure_all=measure_all, options=options)
+
+
+@contextlib.contextmanager
+def _measure_stage(label: str, enabled: bool):
+    """A progress bar over the timed runs (the measurement reports each run as it goes)."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    start = time.perf_counter()
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=stderr,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(f"{label} (starting)", total=None)
+
+        def update(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total, description=label)
+
+        yield update
+    stderr.print(f"[green]✓[/green] {label} [dim]({time.perf_counter() - start:.1f} s)[/dim]")
+
+
+def _run_target(stage, quiet: bool, target, plan, work):
+    """Run `work(plan)` for one target under a spinner, or a progress bar when it measures."""
+    from dataclasses import replace
+
+    if target.is_cpu and plan.for_target(target):
+        with _measure_stage(f"{target.name}: {plan.describe(target)}", not quiet) as update:
+            return work(replace(plan, progress=update))
+    label = f"Vela for {target.name}" if target.is_npu else f"{target.name}: estimated"
+    with stage(label):
+        return work(plan)
+
+
 _TARGET_HELP = (
     "Target profile name, alias or .toml path; repeat for several "
-    f"(default: {DEFAULT_TARGET}). `ran-edge targets` lists them."
+    f"(default: {DEFAULT_TARGET}). Ethos-U and CPU targets mix freely. "
+    "`ran-edge targets` lists them."
 )
 
 
@@ -333,6 +515,7 @@ _TARGET_HELP = (
     "--firmware", is_flag=True, help="Also write firmware/ sources (see `ran-edge firmware`)."
 )
 @_firmware_flags
+@_cpu_flags
 @click.option("--html", is_flag=True, help="Also write <out>/<model>/report.html (see `report`).")
 @click.option("--layers", is_flag=True, help="Also print the per-layer table.")
 @click.option(
@@ -356,17 +539,31 @@ def build(
     layers,
     as_json,
     quiet,
+    threads,
+    runs,
+    warmup,
+    remote,
+    identity,
+    remote_python,
+    ssh_options,
+    connect_timeout,
     **firmware_args,
 ) -> None:
-    """Convert a PyTorch model to int8 TFLite, compile it with Vela and profile it per target.
+    """Convert a PyTorch model to int8 TFLite and profile it on each target: compiled with
+    Vela for Ethos-U, run or estimated on LiteRT + XNNPACK for CPU targets.
 
     \b
     Stages: load model -> export float TFLite (litert-torch, NHWC input)
             -> static int8 quantization calibrated on --calib (ai-edge-quantizer)
             -> int8 vs float fidelity on held-out samples (LiteRT)
-            -> Vela per --target -> report.json + tables.
-    The build fails (exit 1) if any op would stay on the CPU, naming each op and
-    Vela's reason, unless --allow-cpu-fallback is given.
+            -> per --target: Vela (ethos-u) | measured or estimated (cortex-a)
+            -> report.json + tables, and one comparison table for several targets.
+    \b
+    CPU targets: `host` is measured on this machine; the others (rpi4, rpi5, ...) are
+    estimated from their profile's [cpu_model], or measured on the board with --remote.
+    The build fails (exit 1) if any op would stay on an Ethos-U's CPU, naming each op and
+    Vela's reason, unless --allow-cpu-fallback is given; then the Cortex-M time of those
+    ops is estimated and added (system latency = NPU + CPU).
     """
 
     def body() -> None:
@@ -381,9 +578,27 @@ def build(
         )
 
         targets_ = resolve_targets(target_names or (DEFAULT_TARGET,))
+        plan = _cpu_plan(
+            targets_,
+            measure_all=False,
+            threads=threads,
+            runs=runs,
+            warmup=warmup,
+            remote=remote,
+            identity=identity,
+            remote_python=remote_python,
+            ssh_options=ssh_options,
+            connect_timeout=connect_timeout,
+        )
         shape = _parse_shape(input_shape)
         if calib_samples is not None and calib_samples < 1:
             raise UsageError("--calib-samples must be at least 1.")
+        cpu_targets = [t for t in targets_ if t.is_cpu]
+        if firmware and cpu_targets:
+            raise UsageError(
+                f"--firmware writes Ethos-U firmware sources; {cpu_targets[0].name} is a CPU "
+                "target. Build CPU targets without --firmware."
+            )
         firmware_options = _firmware_options(**firmware_args) if firmware else None
         with _stage_printer(not quiet) as stage:
             with stage(f"load model {model_spec}"):
@@ -398,7 +613,13 @@ def build(
                     seed=seed,
                 )
             fingerprints = {
-                t.name: inputs_fingerprint(loaded, data, t, allow_cpu_fallback=allow_cpu_fallback)
+                t.name: inputs_fingerprint(
+                    loaded,
+                    data,
+                    t,
+                    allow_cpu_fallback=allow_cpu_fallback,
+                    cpu=plan.describe(t) if t.is_cpu else "",
+                )
                 for t in targets_
             }
             reused = (
@@ -418,16 +639,22 @@ def build(
                     continue
                 if converted is None:
                     converted = convert_model(loaded, data, stage=stage, macs=macs, weights=weights)
-                with stage(f"Vela for {target.name}"):
-                    builds.append(
-                        build_target(
-                            converted,
-                            target,
+                builds.append(
+                    _run_target(
+                        stage,
+                        quiet,
+                        target,
+                        plan,
+                        lambda p, t=target, c=converted: build_target(
+                            c,
+                            t,
                             out,
                             allow_cpu_fallback=allow_cpu_fallback,
-                            fingerprint=fingerprints[target.name],
-                        )
+                            fingerprint=fingerprints[t.name],
+                            cpu=p,
+                        ),
                     )
+                )
             if firmware_options is not None:
                 for b in builds:
                     with stage(f"firmware for {b.target.name}"):
@@ -449,6 +676,13 @@ def build(
     show_default=True,
     help="Output root; results go to <out>/<model stem>/<target>/.",
 )
+@click.option(
+    "--measure",
+    is_flag=True,
+    help="CPU targets: run the model (LiteRT + XNNPACK) and report measured figures, here "
+    "or on --remote, instead of estimating them.",
+)
+@_cpu_flags
 @click.option("--html", is_flag=True, help="Also write <out>/<model>/report.html.")
 @click.option("--layers", is_flag=True, help="Also print the per-layer table.")
 @click.option(
@@ -456,23 +690,52 @@ def build(
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 def profile(
-    model: Path, target_names, out: Path, html: bool, layers: bool, as_json: bool, quiet: bool
+    model: Path,
+    target_names,
+    out: Path,
+    measure: bool,
+    html: bool,
+    layers: bool,
+    as_json: bool,
+    quiet: bool,
+    **cpu_args,
 ) -> None:
-    """Profile an int8 .tflite made elsewhere on one or more Ethos-U targets.
+    """Profile an int8 .tflite made elsewhere on Ethos-U and/or CPU targets.
 
-    CPU-fallback ops are reported with Vela's reason (not an error here). Per-module
-    attribution works when op names carry the torch module path (litert-torch does).
+    \b
+    Ethos-U: Vela's figures, plus the estimated Cortex-M time of any op left on the CPU
+    (reported with Vela's reason; not an error here).
+    CPU targets: estimated from the profile's [cpu_model] unless --measure (or --remote):
+      ran-edge profile m.tflite --target host --measure --threads 2 --runs 100
+      ran-edge profile m.tflite --target rpi4 --remote pi@raspberrypi.local:22
+    A measurement reports the median and p90 of --runs timed invokes after --warmup, and
+    the peak resident-memory growth of a fresh process loading and running the model.
+    Per-module attribution works when op names carry the torch module path (litert-torch
+    does).
     """
 
     def body() -> None:
         from ran_edge.pipeline import profile_tflite, resolve_targets
 
         targets_ = resolve_targets(target_names or (DEFAULT_TARGET,))
+        plan = _cpu_plan(targets_, measure_all=measure, **cpu_args)
+        if measure and not any(t.is_cpu for t in targets_):
+            raise UsageError(
+                "--measure runs the model on a CPU target; add --target host (this machine) "
+                "or a board's profile with --remote. Ethos-U targets are compiled, not run."
+            )
         builds = []
         with _stage_printer(not quiet) as stage:
             for target in targets_:
-                with stage(f"Vela for {target.name}"):
-                    builds.append(profile_tflite(model, target, out))
+                builds.append(
+                    _run_target(
+                        stage,
+                        quiet,
+                        target,
+                        plan,
+                        lambda p, t=target: profile_tflite(model, t, out, cpu=p),
+                    )
+                )
             if html:
                 _write_html(builds, stage)
         _print_builds(builds, as_json, layers)
@@ -509,8 +772,13 @@ def firmware(build_dir: Path, as_json: bool, **firmware_args) -> None:
                 f"{build_dir} is not a ran-edge build folder (no report.json); "
                 "give build/<model>/<target> as written by `ran-edge build`."
             )
-        target_name = json.loads(report_path.read_text())["target"]["name"]
-        result = _firmware_for(build_dir, resolve_target(target_name), options)
+        target = resolve_target(json.loads(report_path.read_text())["target"]["name"])
+        if not target.is_npu:
+            raise UsageError(
+                f"{build_dir} is a build for {target.name}, a CPU target: firmware sources are "
+                "for Ethos-U builds (give build/<model>/<ethos-u target>)."
+            )
+        result = _firmware_for(build_dir, target, options)
         if as_json:
             click.echo(json.dumps(result.manifest, indent=2))
             return
@@ -674,7 +942,105 @@ def _print_deltas(deltas) -> None:
     stdout.print(", ".join(f"{n} {v}" for v, n in counts.items() if n))
 
 
+@main.command("calibrate-target")
+@click.option("--target", "-t", "target_name", required=True, help="The CPU profile to fit.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Where to write the calibrated profile (default: ./<target>.calibrated.toml).",
+)
+@click.option(
+    "--quick",
+    is_flag=True,
+    help="A quarter of the micro-benchmarks, fewer passes: seconds instead of minutes, a "
+    "coarser fit.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the fit as JSON.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+def calibrate_target(target_name, out, quick, as_json, quiet) -> None:
+    """Fit a CPU profile's [cpu_model] to this machine: run it on the board you profile.
+
+    \b
+    Builds ran-edge's micro-benchmarks (int8 convs of several shapes, depthwise, FC, add,
+    pooling, op chains, one reference-kernel op) through its own export + quantisation,
+    times each in LiteRT + XNNPACK here at 1 thread and at the profile's threads, and fits
+    the estimator's parameters (docs/cpu-targets.md). Writes the profile with its
+    [cpu_model] replaced, comments kept: commit it, then use it with
+      ran-edge profile m.tflite --target ./rpi4.calibrated.toml
+    or put it in a folder named by $RAN_EDGE_TARGET_PATH (it shadows the shipped profile).
+    """
+
+    def body() -> None:
+        from ran_edge.atomic import write_atomic
+        from ran_edge.hw.calibrate import calibrate_target as run_calibration
+        from ran_edge.hw.calibrate import calibration_source, cpu_model_table, with_cpu_model
+        from ran_edge.hw.targets import resolve_target
+
+        target = resolve_target(target_name)
+        if not target.is_cpu:
+            raise UsageError(
+                f"{target.name} is an {target.kind} target: its figures come from Vela, not from "
+                "a fitted model. calibrate-target fits CPU (cortex-a) profiles such as host or rpi4."
+            )
+        path = out or Path(f"{target.name}.calibrated.toml")
+        if path.is_dir():
+            raise UsageError(f"--out {path} is a folder; give a .toml file path.")
+        start = time.perf_counter()
+        with _measure_stage("build + time micro-benchmarks", not quiet) as update:
+            result = run_calibration(
+                target.cpu, target.cpu_model.params, quick=quick, progress=update
+            )
+        where = f"{_machine_label()} ({target.cpu.cores} cores)"
+        table_text = cpu_model_table(
+            result.params,
+            calibration_source(where),
+            result.fit,
+            reference_clock=target.cpu.clock_hz is None,
+        )
+        write_atomic(path, with_cpu_model(target.source.read_text(), table_text).encode())
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {
+                        "target": target.name,
+                        "out": str(path),
+                        "threads": list(result.threads),
+                        "fit": vars(result.fit),
+                        "params": vars(result.params),
+                        "timings": [
+                            {"model": s.name, "threads": s.threads, "measured_ms": s.measured_ms}
+                            for s in result.samples
+                        ],
+                        "seconds": time.perf_counter() - start,
+                    },
+                    indent=2,
+                )
+            )
+            return
+        table = Table(title=f"calibrated {target.name}", title_justify="left", show_header=False)
+        table.add_column("item", style="bold")
+        table.add_column("value")
+        table.add_row("written", str(path))
+        table.add_row("timings", f"{result.fit.samples} (threads {list(result.threads)})")
+        table.add_row("median abs error (in-sample)", f"{result.fit.median_abs_pct_error:.1f} %")
+        table.add_row("Spearman (in-sample)", f"{result.fit.spearman:.3f}")
+        for name, value in vars(result.params).items():
+            table.add_row(name, f"{value:.6g}")
+        stdout.print(table)
+
+    run_command(body)
+
+
+def _machine_label() -> str:
+    import platform
+
+    from ran_edge.hw.measure import cpu_model_name
+
+    return f"{platform.node()}, {cpu_model_name()}"
+
+
 main.add_command(report_command)
+main.add_command(shrink_command)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """`build` and `profile` as plain functions: typed inputs, typed results, atomic outputs.
 
-build:   model -> float TFLite -> int8 TFLite (calibrated) -> fidelity -> Vela per target
-profile: an int8 .tflite made elsewhere -> Vela per target
+build:   model -> float TFLite -> int8 TFLite (calibrated) -> fidelity -> per target:
+         Vela + Cortex-M cost of CPU fallbacks (ethos-u), or measured/estimated CPU figures
+         (cortex-a: `host` measured here, others estimated unless measured over SSH)
+profile: an int8 .tflite made elsewhere -> the same per target
 
 Each target's outputs are written into a temporary sibling folder and renamed into
 `<out>/<model>/<target>/` only once complete, so a failure never leaves half a build
@@ -14,7 +16,7 @@ import contextlib
 import hashlib
 import json
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +30,12 @@ from ran_edge.convert.tflite_info import TfliteInfo, inspect_tflite, npu_gate_pr
 from ran_edge.errors import StageError, UsageError
 from ran_edge.firmware.tflm_check import TflmCheck, tflm_reference_check
 from ran_edge.hw.attribution import ModuleIndex
+from ran_edge.hw.cpu_profile import CpuProfile, MeasureOptions, profile_cpu
 from ran_edge.hw.ethos_u import EthosUProfile, profile_ethos_u
+from ran_edge.hw.measure_runner import Progress
+from ran_edge.hw.system_cost import system_cost
 from ran_edge.hw.targets import Target, resolve_target
-from ran_edge.report.json_report import ModelFacts, build_report, dumps
+from ran_edge.report.json_report import ModelFacts, build_cpu_report, build_report, dumps
 
 DEFAULT_MODEL = "mobilenet_v2"
 DEFAULT_MODULE_DEPTH = 2
@@ -64,12 +69,64 @@ class TargetBuild:
     """One target's finished outputs."""
 
     target: Target
-    profile: EthosUProfile | None  # None when an up-to-date build was reused from disk
+    profile: EthosUProfile | CpuProfile | None  # None: an up-to-date build reused from disk
     report: dict
     out_dir: Path
 
 
-def inputs_fingerprint(loaded, calib, target: Target, *, allow_cpu_fallback: bool) -> str:
+@dataclass(frozen=True)
+class CpuPlan:
+    """How CPU targets are run: measure on which of them, and with what options."""
+
+    measure: frozenset[str] = frozenset()  # target names measured (the rest are estimated)
+    options: MeasureOptions = MeasureOptions()
+    progress: Progress | None = None
+    remote_target: str | None = None  # the one target measured on options.remote
+
+    def for_target(self, target: Target) -> bool:
+        return target.name in self.measure
+
+    def options_for(self, target: Target) -> MeasureOptions:
+        """The measure options of one target: only the remote target goes over SSH."""
+        if target.name == self.remote_target:
+            return self.options
+        return replace(self.options, remote=None)
+
+    def describe(self, target: Target) -> str:
+        if not self.for_target(target):
+            return "estimated"
+        remote = self.options_for(target).remote
+        where = f"on {remote.label}" if remote is not None else "here"
+        threads = min(self.options.threads or target.cpu.default_threads, target.cpu.cores)
+        return f"measured {where}, {threads} thread(s), {self.options.runs} runs"
+
+
+def plan_cpu(targets: Sequence[Target], *, measure_all: bool, options: MeasureOptions) -> CpuPlan:
+    """`host` is always measured; `--remote` measures the one other CPU target on the board;
+    `--measure` (profile) measures every CPU target here."""
+    cpu = [t for t in targets if t.is_cpu]
+    others = [t for t in cpu if t.name != "host"]
+    if options.remote is not None and len(others) > 1:
+        raise UsageError(
+            f"--remote measures one board, but {len(others)} CPU targets were given "
+            f"({', '.join(t.name for t in others)}); give the board's target alone with it."
+        )
+    measured = {t.name for t in cpu if t.name == "host" or measure_all}
+    remote_target = None
+    if options.remote is not None:
+        if not cpu:
+            raise UsageError(
+                "--remote measures a CPU target: add --target rpi4 (or the profile of the "
+                "board at that address); Ethos-U targets are compiled, not run."
+            )
+        remote_target = (others or cpu)[0].name
+        measured.add(remote_target)
+    return CpuPlan(frozenset(measured), options, remote_target=remote_target)
+
+
+def inputs_fingerprint(
+    loaded, calib, target: Target, *, allow_cpu_fallback: bool, cpu: str = ""
+) -> str:
     """Hash of everything a target build depends on: same hash, same outputs.
 
     Model structure and weights, input shape, the calibration and held-out arrays, the
@@ -87,9 +144,12 @@ def inputs_fingerprint(loaded, calib, target: Target, *, allow_cpu_fallback: boo
     h.update(calib.samples.tobytes())
     h.update(calib.holdout.tobytes())
     h.update(target.source.read_bytes())
-    if not target.vela.config.startswith("Arm/"):
+    if target.vela is not None and not target.vela.config.startswith("Arm/"):
         h.update(Path(target.vela.config).read_bytes())
+    if target.host_cpu is not None:
+        h.update(Path(target.host_cpu.source).read_bytes())
     h.update(repr(allow_cpu_fallback).encode())
+    h.update(cpu.encode())  # how a CPU target was run (measured where, threads, runs)
     return h.hexdigest()
 
 
@@ -206,8 +266,13 @@ def build_target(
     allow_cpu_fallback: bool = False,
     module_depth: int = DEFAULT_MODULE_DEPTH,
     fingerprint: str | None = None,
+    cpu: CpuPlan | None = None,
 ) -> TargetBuild:
-    """Vela-compile and report one target into `<out_root>/<model>/<target>/`, atomically."""
+    """Compile/measure/estimate and report one target into `<out_root>/<model>/<target>/`."""
+    if target.is_cpu:
+        return _build_cpu_target(
+            converted, target, out_root, cpu or CpuPlan(), module_depth, fingerprint
+        )
     name = converted.facts.name
     final = out_root / name / target.name
     with staging_dir(final) as tmp:
@@ -216,6 +281,7 @@ def build_target(
         write_atomic(int8_path, converted.int8_tflite)
         profile = profile_ethos_u(int8_path, target, tmp, converted.modules)
         _gate(converted, profile, allow_cpu_fallback)
+        system = system_cost(profile, converted.int8_tflite)
         artifacts = {
             "float_tflite": float_path.name,
             "int8_tflite": int8_path.name,
@@ -235,15 +301,54 @@ def build_target(
             artifacts=artifacts,
             module_depth=module_depth,
             inputs_sha256=fingerprint,
+            system=system,
         )
         write_atomic(tmp / REPORT_FILE, dumps(report).encode())
     return TargetBuild(target, _relocate(profile, tmp, final), report, final)
 
 
+def _build_cpu_target(
+    converted: ConvertedModel,
+    target: Target,
+    out_root: Path,
+    cpu: CpuPlan,
+    module_depth: int,
+    fingerprint: str | None,
+) -> TargetBuild:
+    """Measure or estimate the int8 model on a CPU target, atomically like an NPU target."""
+    name = converted.facts.name
+    final = out_root / name / target.name
+    with staging_dir(final) as tmp:
+        float_path, int8_path = tmp / f"{name}_float.tflite", tmp / f"{name}_int8.tflite"
+        write_atomic(float_path, converted.float_tflite)
+        write_atomic(int8_path, converted.int8_tflite)
+        profile = profile_cpu(
+            int8_path,
+            converted.int8_tflite,
+            target,
+            measure=cpu.for_target(target),
+            options=cpu.options_for(target),
+            modules=converted.modules,
+            progress=cpu.progress,
+        )
+        report = build_cpu_report(
+            model=converted.facts,
+            calibration=converted.calibration,
+            info=converted.info,
+            fidelity=converted.fidelity,
+            fidelity_reason="no held-out samples",
+            tflm=converted.tflm,
+            profile=profile,
+            artifacts={"float_tflite": float_path.name, "int8_tflite": int8_path.name},
+            module_depth=module_depth,
+            inputs_sha256=fingerprint,
+        )
+        write_atomic(tmp / REPORT_FILE, dumps(report).encode())
+    return TargetBuild(target, profile, report, final)
+
+
 def _relocate(profile: EthosUProfile, old: Path, new: Path) -> EthosUProfile:
     """Point the profile's file paths at the folder they were renamed into."""
-    from dataclasses import replace
-
     vela = profile.vela
 
     def move(p: Path) -> Path:
@@ -265,6 +370,7 @@ def profile_tflite(
     out_root: Path,
     *,
     module_depth: int = DEFAULT_MODULE_DEPTH,
+    cpu: CpuPlan | None = None,
 ) -> TargetBuild:
     """Profile an int8 .tflite made elsewhere (no conversion, no fidelity)."""
     from ran_edge.convert.tflite_info import read_tflite
@@ -273,9 +379,18 @@ def profile_tflite(
     info = inspect_tflite(data)
     if not info.int8_io or any(t.dtype == "float32" for t in info.inputs):
         dtypes = ", ".join(f"{t.name}: {t.dtype}" for t in (*info.inputs, *info.outputs))
+        runs = (
+            "Ethos-U runs int8 only"
+            if target.is_npu
+            else "ran-edge's CPU figures are for int8 models"
+        )
         raise UsageError(
-            f"{path.name} is not an int8 model (I/O: {dtypes}); Ethos-U runs int8 only. "
+            f"{path.name} is not an int8 model (I/O: {dtypes}); {runs}. "
             "Quantize it first (e.g. `ran-edge build` from the PyTorch model)."
+        )
+    if target.is_cpu:
+        return _profile_cpu_tflite(
+            path, data, info, target, out_root, cpu or CpuPlan(), module_depth
         )
     name = path.stem
     final = out_root / name / target.name
@@ -283,6 +398,7 @@ def profile_tflite(
         model_copy = tmp / path.name
         write_atomic(model_copy, data)
         profile = profile_ethos_u(model_copy, target, tmp, None)
+        system = system_cost(profile, data)
         facts = ModelFacts(name, str(path), info.inputs[0].shape, None, None, "from .tflite")
         report = build_report(
             model=facts,
@@ -301,6 +417,47 @@ def profile_tflite(
             },
             module_depth=module_depth,
             inputs_sha256=hashlib.sha256(data + target.source.read_bytes()).hexdigest(),
+            system=system,
         )
         write_atomic(tmp / REPORT_FILE, dumps(report).encode())
     return TargetBuild(target, _relocate(profile, tmp, final), report, final)
+
+
+def _profile_cpu_tflite(
+    path: Path,
+    data: bytes,
+    info: TfliteInfo,
+    target: Target,
+    out_root: Path,
+    cpu: CpuPlan,
+    module_depth: int,
+) -> TargetBuild:
+    name = path.stem
+    final = out_root / name / target.name
+    with staging_dir(final) as tmp:
+        model_copy = tmp / path.name
+        write_atomic(model_copy, data)
+        profile = profile_cpu(
+            model_copy,
+            data,
+            target,
+            measure=cpu.for_target(target),
+            options=cpu.options_for(target),
+            progress=cpu.progress,
+        )
+        facts = ModelFacts(name, str(path), info.inputs[0].shape, None, None, "from .tflite")
+        run = cpu.describe(target).encode()
+        report = build_cpu_report(
+            model=facts,
+            calibration=None,
+            info=info,
+            fidelity=None,
+            fidelity_reason="profile of an existing int8 model: no float reference",
+            tflm=None,
+            profile=profile,
+            artifacts={"int8_tflite": model_copy.name},
+            module_depth=module_depth,
+            inputs_sha256=hashlib.sha256(data + target.source.read_bytes() + run).hexdigest(),
+        )
+        write_atomic(tmp / REPORT_FILE, dumps(report).encode())
+    return TargetBuild(target, profile, report, final)

@@ -461,9 +461,9 @@ def test_cpu_fallback_fails_the_build_then_is_allowed(tmp_path, sqrt_model):
     assert report["conversion"]["gate"]["passed"] is False
     assert report["conversion"]["gate"]["problems"]
     [fallback_time] = [m for m in report["metrics"] if m["name"] == "cpu_fallback_time"]
-    assert fallback_time["availability"] == "unavailable"
-    assert fallback_time["reason"].strip()
-    assert "value" not in fallback_time
+    # Since report 1.2 the Cortex-M time of the fallback op is estimated (test_system_cost.py).
+    assert fallback_time["source"] == "estimated"
+    assert fallback_time["value"] > 0
     assert hidden_under(out) == []
 
 

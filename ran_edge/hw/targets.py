@@ -3,6 +3,10 @@
 A profile lives in `targets/<name>.toml` (shipped) or in any folder named by the
 `RAN_EDGE_TARGET_PATH` environment variable (colon-separated), or is given directly as a
 path to a `.toml` file. Users add hardware by adding a file; no code changes.
+
+Two kinds: `ethos-u` (an NPU compiled for with Vela, plus the Cortex-M host that runs what
+Vela leaves on the CPU) and `cortex-a` (a CPU running LiteRT + XNNPACK: Raspberry Pi
+boards, generic Cortex-A cores, and `host`, the machine ran-edge runs on).
 """
 
 from __future__ import annotations
@@ -14,11 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ran_edge.errors import UsageError
+from ran_edge.hw.cortex_m import HostCpu, parse_host_cpu
+from ran_edge.hw.cpu_spec import CpuModel, CpuSpec, parse_cpu, parse_cpu_model
+from ran_edge.hw.profile_fields import require
 from ran_edge.hw.vela import vela_accelerators
 from ran_edge.resources import shipped_dir
 
 TARGET_PATH_ENV = "RAN_EDGE_TARGET_PATH"
-SUPPORTED_KINDS = ("ethos-u",)
+ETHOS_U = "ethos-u"
+CORTEX_A = "cortex-a"
+SUPPORTED_KINDS = (ETHOS_U, CORTEX_A)
 VELA_OPTIMISE = ("Performance", "Size")
 
 
@@ -71,20 +80,35 @@ class MemoryBudget:
 
 @dataclass(frozen=True)
 class Target:
-    """One target profile as loaded from its TOML file."""
+    """One target profile as loaded from its TOML file.
+
+    `ethos-u` profiles carry `npu`, `vela` and `host_cpu`; `cortex-a` profiles carry `cpu`
+    and `cpu_model`. The others are None.
+    """
 
     name: str
     kind: str
     description: str
     source: Path
-    npu: NpuSpec
-    vela: VelaOptions
+    npu: NpuSpec | None = None
+    vela: VelaOptions | None = None
     aliases: tuple[str, ...] = field(default=())
     memory: MemoryBudget = field(default_factory=MemoryBudget)
+    host_cpu: HostCpu | None = None
+    cpu: CpuSpec | None = None
+    cpu_model: CpuModel | None = None
 
     @property
     def vela_accelerator(self) -> str:
         return self.npu.accelerator
+
+    @property
+    def is_npu(self) -> bool:
+        return self.kind == ETHOS_U
+
+    @property
+    def is_cpu(self) -> bool:
+        return self.kind == CORTEX_A
 
 
 def _search_dirs() -> list[Path]:
@@ -92,16 +116,7 @@ def _search_dirs() -> list[Path]:
     return [*user, shipped_dir("targets")]
 
 
-def _require(table: dict, key: str, where: str, kind: type | tuple[type, ...]):
-    if key not in table:
-        raise UsageError(f"target profile {where} lacks `{key}`: add it (see targets/README.md).")
-    value = table[key]
-    if not isinstance(value, kind):
-        raise UsageError(
-            f"target profile {where}: `{key}` = {value!r} has the wrong type; "
-            f"expected {getattr(kind, '__name__', kind)} (see targets/README.md)."
-        )
-    return value
+_require = require
 
 
 def _resolve_vela_config(config: str, toml_path: Path) -> str:
@@ -119,15 +134,20 @@ def _resolve_vela_config(config: str, toml_path: Path) -> str:
     return str(path.resolve())
 
 
-def load_target_file(path: Path) -> Target:
-    """Parse one target TOML, with a clear error for every malformed field."""
+def _read_toml(path: Path) -> dict:
     where = str(path)
     try:
-        data = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read target profile {where}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"target profile {where} is not valid TOML: {exc}") from None
+
+
+def load_target_file(path: Path) -> Target:
+    """Parse one target TOML, with a clear error for every malformed field."""
+    where = str(path)
+    data = _read_toml(path)
     name = _require(data, "name", where, str)
     kind = _require(data, "kind", where, str)
     if kind not in SUPPORTED_KINDS:
@@ -135,6 +155,37 @@ def load_target_file(path: Path) -> Target:
             f"target profile {where}: kind {kind!r} is not supported by this version; "
             f"supported kinds: {', '.join(SUPPORTED_KINDS)}."
         )
+    common = {
+        "name": name,
+        "kind": kind,
+        "description": str(data.get("description", "")),
+        "source": path,
+        "aliases": tuple(data.get("aliases", ())),
+        "memory": _memory_budget(data, where),
+    }
+    if kind == CORTEX_A:
+        return Target(**common, cpu=parse_cpu(data, where), cpu_model=parse_cpu_model(data, where))
+    return _load_ethos_u(data, where, path, common)
+
+
+def _memory_budget(data: dict, where: str) -> MemoryBudget:
+    memory = data.get("memory", {})
+    if not isinstance(memory, dict):
+        raise UsageError(
+            f"target profile {where}: [memory] must be a table (see targets/README.md)."
+        )
+    budgets = {}
+    for key in ("sram_bytes", "flash_bytes", "dram_bytes"):
+        value = memory.get(key)
+        if value is not None and (not isinstance(value, int) or value <= 0):
+            raise UsageError(
+                f"target profile {where}: memory.{key} must be a positive int (bytes)."
+            )
+        budgets[key] = value
+    return MemoryBudget(**budgets, source=str(memory.get("source", "")))
+
+
+def _load_ethos_u(data: dict, where: str, path: Path, common: dict) -> Target:
     npu = _require(data, "npu", where, dict)
     vela = _require(data, "vela", where, dict)
     optimise = vela.get("optimise", "Performance")
@@ -151,31 +202,14 @@ def load_target_file(path: Path) -> Target:
     arena = vela.get("arena_cache_size")
     if arena is not None and (not isinstance(arena, int) or arena <= 0):
         raise UsageError(f"target profile {where}: vela.arena_cache_size must be a positive int.")
-    memory = data.get("memory", {})
-    if not isinstance(memory, dict):
-        raise UsageError(
-            f"target profile {where}: [memory] must be a table (see targets/README.md)."
-        )
-    budgets = {}
-    for key in ("sram_bytes", "flash_bytes", "dram_bytes"):
-        value = memory.get(key)
-        if value is not None and (not isinstance(value, int) or value <= 0):
-            raise UsageError(
-                f"target profile {where}: memory.{key} must be a positive int (bytes)."
-            )
-        budgets[key] = value
+    npu_spec = NpuSpec(
+        accelerator=accelerator,
+        macs_per_cycle=_require(npu, "macs_per_cycle", where, int),
+        clock_hz=float(_require(npu, "clock_hz", where, (int, float))),
+    )
     return Target(
-        name=name,
-        kind=kind,
-        description=str(data.get("description", "")),
-        source=path,
-        aliases=tuple(data.get("aliases", ())),
-        memory=MemoryBudget(**budgets, source=str(memory.get("source", ""))),
-        npu=NpuSpec(
-            accelerator=accelerator,
-            macs_per_cycle=_require(npu, "macs_per_cycle", where, int),
-            clock_hz=float(_require(npu, "clock_hz", where, (int, float))),
-        ),
+        **common,
+        npu=npu_spec,
         vela=VelaOptions(
             config=_resolve_vela_config(_require(vela, "config", where, str), path),
             system_config=_require(vela, "system_config", where, str),
@@ -184,6 +218,7 @@ def load_target_file(path: Path) -> Target:
             arena_cache_size=arena,
             extra_args=tuple(str(a) for a in vela.get("extra_args", ())),
         ),
+        host_cpu=parse_host_cpu(data, where, path, npu_spec.clock_hz),
     )
 
 

@@ -73,6 +73,17 @@ def summary_table(report: dict) -> Table:
         ("encoded weights (B)", _fmt(_metric(report, "encoded_weights"))),
         ("ops NPU / CPU", f"{_metric(report, 'npu_ops')} / {_metric(report, 'cpu_ops')}"),
     ]
+    if _metric(report, "cpu_ops"):
+        host = report["target"].get("host_cpu") or {}
+        core = f" on {host['core']} @ {host['clock_hz'] / 1e6:,.0f} MHz" if host else ""
+        rows += [
+            (
+                f"CPU-fallback time (ms, estimated{core})",
+                _fmt(_metric(report, "cpu_fallback_time"), ",.3f"),
+            ),
+            ("system latency, NPU + CPU (ms)", _fmt(_metric(report, "system_latency"), ",.3f")),
+            ("system inferences/s", _fmt(_metric(report, "system_inferences_per_second"), ",.1f")),
+        ]
     if report["fidelity"]["samples"]:
         top1 = _fidelity(report, "top1_agreement")
         rows.append(("int8 top-1 agreement (%)", _fmt(top1, ".1f")))
@@ -100,8 +111,11 @@ def fallback_table(report: dict) -> Table | None:
     table.add_column("op")
     table.add_column("tensor")
     table.add_column("reason")
+    table.add_column("host ms (est.)", justify="right")
     for f in report["cpu_fallbacks"]:
-        table.add_row(f["op_type"], f["name"][-50:], f["reason"])
+        table.add_row(
+            f["op_type"], f["name"][-50:], f["reason"], _fmt(f.get("host_time_ms"), ",.4f")
+        )
     return table
 
 
@@ -144,7 +158,8 @@ def module_table(report: dict, depth: int | None = None, count: int = 10) -> Tab
 
 
 def layer_table(report: dict) -> Table:
-    table = Table(title="per-layer (Vela)", title_justify="left")
+    title = "per-layer (estimated, LiteRT + XNNPACK)" if _is_cpu(report) else "per-layer (Vela)"
+    table = Table(title=title, title_justify="left")
     for col in ("#", "op", "on", "cycles", "MACs", "util %", "bound", "module"):
         table.add_column(col)
     for row in report["layers"]:
@@ -161,36 +176,123 @@ def layer_table(report: dict) -> Table:
     return table
 
 
+def _source(report: dict, name: str) -> str:
+    for m in report["metrics"]:
+        if m["name"] == name:
+            return m.get("source", "unavailable")
+    return "n/a"
+
+
+def _is_cpu(report: dict) -> bool:
+    return report["target"].get("kind") == "cortex-a"
+
+
+def _system_latency(report: dict):
+    value = _metric(report, "system_latency")
+    return _metric(report, "latency") if value is None else value
+
+
+def _system_ips(report: dict):
+    value = _metric(report, "system_inferences_per_second")
+    return _metric(report, "inferences_per_second") if value is None else value
+
+
+def _memory_kib(report: dict) -> tuple[str, str]:
+    """(memory cell, its source): RSS growth or model memory on a CPU, SRAM on an Ethos-U."""
+    if _is_cpu(report):
+        peak = _metric(report, "peak_memory")
+        if peak is not None:
+            return f"{peak:,.0f} RSS", _source(report, "peak_memory")
+        return f"{_fmt(_metric(report, 'model_memory'), ',.0f')} model", "estimated"
+    return f"{_sram_cell(report)} SRAM", _source(report, "sram_total")
+
+
+def _latency_source(report: dict) -> str:
+    if _is_cpu(report):
+        return _source(report, "latency")
+    if (_metric(report, "cpu_ops") or 0) == 0:
+        return "vela"
+    return "vela + estimated CPU" if _source(report, "cpu_fallback_time") == "estimated" else "vela"
+
+
 def comparison_table(reports: list[dict]) -> Table:
+    """One row per target, Ethos-U and CPU alike: latency, FPS, memory, and where each came from.
+
+    Ethos-U latency here is the whole system's (NPU + Cortex-M time of CPU-fallback ops)."""
     table = Table(title="targets side by side", title_justify="left")
     for col, justify in (
         ("target", "left"),
-        ("inf/s", "right"),
         ("latency ms", "right"),
-        ("NPU cycles", "right"),
-        ("MAC util %", "right"),
-        ("SRAM KiB", "right"),
-        ("off-chip KiB", "right"),
+        ("inf/s", "right"),
+        ("memory KiB", "right"),
         ("NPU/CPU ops", "right"),
-        ("source", "left"),
+        ("MAC util %", "right"),
+        ("latency from", "left"),
+        ("memory from", "left"),
     ):
         table.add_column(col, justify=justify)
     for r in reports:
+        memory, memory_source = _memory_kib(r)
         table.add_row(
             r["target"]["name"],
-            _fmt(_metric(r, "inferences_per_second"), ",.1f"),
-            _fmt(_metric(r, "latency"), ",.2f"),
-            _fmt(_metric(r, "cycles_npu")),
-            _fmt(_metric(r, "mac_utilisation"), ".1f"),
-            _sram_cell(r),
-            _memory_cell(r),
+            _fmt(_system_latency(r), ",.3f"),
+            _fmt(_system_ips(r), ",.1f"),
+            memory,
             f"{_metric(r, 'npu_ops')}/{_metric(r, 'cpu_ops')}",
-            "vela",
+            "-" if _is_cpu(r) else _fmt(_metric(r, "mac_utilisation"), ".1f"),
+            _latency_source(r),
+            memory_source,
+        )
+    return table
+
+
+def cpu_summary_table(report: dict) -> Table:
+    t = report["target"]
+    cpu = report.get("cpu") or {}
+    clock = f"{t['clock_hz'] / 1e6:,.0f} MHz" if t.get("clock_hz") else "no fixed clock"
+    where = cpu.get("where")
+    mode = cpu.get("mode", "estimated") + (f" on {where}" if where and where != "local" else "")
+    table = Table(
+        title=f"{report['model']['name']} on {t['name']} ({mode})",
+        caption=f"{t['cores']} x {t['core']}, {clock}, SIMD {', '.join(t['simd']) or 'none'}, "
+        f"{t['threads']} thread(s); LiteRT + XNNPACK",
+        show_header=False,
+        title_justify="left",
+        caption_justify="left",
+    )
+    table.add_column("figure", style="bold")
+    table.add_column("value", justify="right")
+    table.add_column("source", style="dim")
+    rows = [
+        ("inferences/s", "inferences_per_second", ",.1f"),
+        ("latency (ms)", "latency", ",.3f"),
+        ("latency p90 (ms)", "latency_p90", ",.3f"),
+        ("estimator's latency (ms)", "latency_estimated", ",.3f"),
+        ("MACs", "macs", ",.0f"),
+        ("peak memory, RSS growth (KiB)", "peak_memory", ",.0f"),
+        ("model memory: weights + largest activations (KiB)", "model_memory", ",.0f"),
+        ("ops", "cpu_ops", ",.0f"),
+    ]
+    for label, name, spec in rows:
+        table.add_row(label, _fmt(_metric(report, name), spec), _source(report, name))
+    m = cpu.get("measurement")
+    if m:
+        table.add_row("runs (warm-up)", f"{m['runs']} ({m['warmup']})", "measured")
+        table.add_row("machine", f"{m['machine'].get('cpu_model', '')}"[:50], "measured")
+    if report["fidelity"]["samples"]:
+        table.add_row(
+            "int8 top-1 agreement (%)", _fmt(_fidelity(report, "top1_agreement"), ".1f"), "litert"
         )
     return table
 
 
 def print_report(console: Console, report: dict, *, layers: bool = False, depth=None) -> None:
+    if _is_cpu(report):
+        console.print(cpu_summary_table(report))
+        console.print(module_table(report, depth))
+        if layers:
+            console.print(layer_table(report))
+        return
     console.print(summary_table(report))
     fallbacks = fallback_table(report)
     if fallbacks is not None:

@@ -16,11 +16,13 @@ import ran_edge
 from ran_edge.convert.fidelity import Fidelity
 from ran_edge.convert.tflite_info import TfliteInfo, npu_gate_problems
 from ran_edge.firmware.tflm_check import TflmCheck
+from ran_edge.hw.cpu_profile import CpuProfile
 from ran_edge.hw.ethos_u import EthosUProfile
+from ran_edge.hw.system_cost import SystemCost
 from ran_edge.report.metrics import Metric, unavailable
 
 SCHEMA_ID = "ran-edge/report"
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 SCHEMA_FILE = Path(__file__).with_name("report.schema.json")
 TOOLS = ("ethos-u-vela", "litert-torch", "ai-edge-quantizer", "ai-edge-litert", "torch")
 
@@ -50,14 +52,33 @@ def sram_total_kib(profile: EthosUProfile) -> float:
     return s.sram_used_kib
 
 
-def ethos_u_metrics(profile: EthosUProfile) -> list[Metric]:
+def _system_metrics(profile: EthosUProfile, system: SystemCost | None) -> list[Metric]:
+    """CPU-fallback time on the host core, and NPU + CPU latency and throughput (1.2)."""
     s = profile.vela.summary
-    cpu_reason = (
-        "no CPU-fallback ops: the whole network runs on the NPU"
-        if profile.vela.cpu_ops == 0
-        else "Vela does not estimate CPU-fallback ops; their Cortex-M time is not modelled yet, "
-        "so latency and FPS cover the NPU part only"
-    )
+    npu_ms = s.inference_time_s * 1e3
+    if profile.vela.cpu_ops == 0:
+        return [
+            Metric("cpu_fallback_time", "ms", 0.0, source="ran-edge"),
+            Metric("system_latency", "ms", npu_ms),
+            Metric("system_inferences_per_second", "1/s", s.inferences_per_second),
+        ]
+    if system is None:
+        reason = "the host CPU of this target was not costed"
+        return [
+            unavailable("cpu_fallback_time", "ms", reason),
+            unavailable("system_latency", "ms", reason),
+            unavailable("system_inferences_per_second", "1/s", reason),
+        ]
+    return [
+        Metric("cpu_fallback_time", "ms", system.cpu_ms, source="estimated"),
+        Metric("cpu_fallback_cycles", "cycles", round(system.cpu_cycles), source="estimated"),
+        Metric("system_latency", "ms", system.system_ms, source="estimated"),
+        Metric("system_inferences_per_second", "1/s", 1e3 / system.system_ms, source="estimated"),
+    ]
+
+
+def ethos_u_metrics(profile: EthosUProfile, system: SystemCost | None = None) -> list[Metric]:
+    s = profile.vela.summary
     return [
         Metric("inferences_per_second", "1/s", s.inferences_per_second),
         Metric("latency", "ms", s.inference_time_s * 1e3),
@@ -80,9 +101,7 @@ def ethos_u_metrics(profile: EthosUProfile) -> list[Metric]:
             100.0 * profile.vela.npu_ops / max(1, profile.vela.npu_ops + profile.vela.cpu_ops),
             source="ran-edge",
         ),
-        unavailable("cpu_fallback_time", "ms", cpu_reason)
-        if profile.vela.cpu_ops
-        else Metric("cpu_fallback_time", "ms", 0.0, source="ran-edge"),
+        *_system_metrics(profile, system),
     ]
 
 
@@ -132,6 +151,7 @@ def build_report(
     artifacts: dict[str, str],
     module_depth: int,
     inputs_sha256: str | None = None,
+    system: SystemCost | None = None,
 ) -> dict:
     """Assemble the report dict for one target (pure: no I/O, deterministic key order)."""
     target = profile.target
@@ -172,12 +192,10 @@ def build_report(
             "memory_mode": target.vela.memory_mode,
             "optimise": target.vela.optimise,
             "arena_cache_size": profile.vela.summary.arena_cache_size_bytes,
+            "host_cpu": _host_cpu_json(target.host_cpu),
         },
-        "metrics": [m.to_json() for m in ethos_u_metrics(profile)],
-        "cpu_fallbacks": [
-            {"op_type": f.op_type, "name": f.name, "reason": f.reason}
-            for f in profile.cpu_fallbacks
-        ],
+        "metrics": [m.to_json() for m in ethos_u_metrics(profile, system)],
+        "cpu_fallbacks": [_fallback_json(f, system) for f in profile.cpu_fallbacks],
         "layers": [
             {
                 "index": c.index,
@@ -216,6 +234,26 @@ def build_report(
     }
 
 
+def _host_cpu_json(host) -> dict | None:
+    if host is None:
+        return None
+    return {
+        "core": host.core,
+        "clock_hz": host.clock_hz,
+        "clock_assumed": host.clock_assumed,
+        "cycle_costs": Path(host.source).name,
+    }
+
+
+def _fallback_json(fallback, system: SystemCost | None) -> dict:
+    row = {"op_type": fallback.op_type, "name": fallback.name, "reason": fallback.reason}
+    cost = None if system is None else system.fallback_for(fallback.name)
+    if cost is not None:
+        row["host_cycles"] = round(cost.cycles)
+        row["host_time_ms"] = cost.time_ms(system.host.clock_hz)
+    return row
+
+
 def portable_command(command: tuple[str, ...]) -> list[str]:
     """The Vela call as a user would type it in the target folder."""
     return ["vela", *command[3:]]  # drop `python -m ethosu.vela`
@@ -224,3 +262,218 @@ def portable_command(command: tuple[str, ...]) -> list[str]:
 def dumps(report: dict) -> str:
     """Stable text: same report, same bytes."""
     return json.dumps(report, indent=2, sort_keys=False, allow_nan=False) + "\n"
+
+
+# --- Cortex-A / host targets --------------------------------------------------------------------
+
+
+def cpu_gate_problems(info: TfliteInfo) -> list[str]:
+    """Why this model is not the fully int8 model the CPU figures are for (empty: it is)."""
+    problems = [
+        f"I/O tensor {t.name!r} is {t.dtype}, not int8"
+        for t in (*info.inputs, *info.outputs)
+        if t.dtype != "int8"
+    ]
+    if info.float_op_types:
+        problems.append(f"float32 ops remain: {', '.join(sorted(set(info.float_op_types)))}")
+    return problems
+
+
+def cpu_metrics(profile: CpuProfile) -> list[Metric]:
+    """Latency, throughput and memory of a CPU target: measured or estimated, never mixed up."""
+    mode = profile.mode
+    m = profile.measurement
+    estimate = profile.estimate
+    latency = profile.latency_ms
+    spread = (
+        Metric("latency_p90", "ms", m.p90_ms, source="measured")
+        if m is not None
+        else unavailable("latency_p90", "ms", "an estimate has no run-to-run spread; --measure")
+    )
+    clock = profile.target.cpu.clock_hz
+    if m is None:
+        cycles = Metric("cycles_total", "cycles", round(estimate.cycles), source="estimated")
+    elif clock:
+        cycles = Metric("cycles_total", "cycles", round(latency * 1e-3 * clock), source="ran-edge")
+    else:
+        cycles = unavailable("cycles_total", "cycles", "this CPU has no fixed clock (host)")
+    memory = (
+        Metric("peak_memory", "KiB", float(m.peak_rss_delta_kib), source="measured")
+        if m is not None
+        else unavailable(
+            "peak_memory",
+            "KiB",
+            "resident memory is only known from a run (--measure); model_memory estimates "
+            "the model's own share",
+        )
+    )
+    model_kib = (profile.model_bytes + profile.activation_peak_bytes) / 1024
+    return [
+        Metric("inferences_per_second", "1/s", 1e3 / latency, source=mode),
+        Metric("latency", "ms", latency, source=mode),
+        spread,
+        Metric("system_latency", "ms", latency, source=mode),
+        Metric("system_inferences_per_second", "1/s", 1e3 / latency, source=mode),
+        Metric("latency_estimated", "ms", estimate.latency_ms, source="estimated"),
+        cycles,
+        Metric("macs", "MAC", profile.macs, source="ran-edge"),
+        memory,
+        Metric("model_memory", "KiB", model_kib, source="estimated"),
+        Metric("model_size", "B", profile.model_bytes, source="ran-edge"),
+        Metric("npu_ops", "ops", 0, source="ran-edge"),
+        Metric("cpu_ops", "ops", len(profile.layers), source="ran-edge"),
+    ]
+
+
+def _cpu_target_json(profile: CpuProfile) -> dict:
+    target, cpu = profile.target, profile.target.cpu
+    return {
+        "name": target.name,
+        "kind": target.kind,
+        "description": target.description,
+        "core": cpu.core,
+        "cores": cpu.cores,
+        "clock_hz": cpu.clock_hz,
+        "simd": list(cpu.simd),
+        "threads": profile.threads,
+        "l1d_bytes": cpu.l1d_bytes,
+        "l2_bytes": cpu.l2_bytes,
+        "l3_bytes": cpu.l3_bytes,
+        "memory": cpu.memory,
+        "memory_bandwidth_bytes_per_s": cpu.memory_bandwidth_bytes_per_s,
+        # Ethos-U fields, null here, so a reader that indexes them does not break
+        "accelerator": None,
+        "macs_per_cycle": None,
+        "system_config": None,
+        "memory_mode": None,
+        "optimise": None,
+        "arena_cache_size": None,
+    }
+
+
+def _cpu_section(profile: CpuProfile) -> dict:
+    m = profile.measurement
+    model = profile.target.cpu_model
+    return {
+        "mode": profile.mode,
+        "threads": profile.threads,
+        "where": profile.where,
+        "measurement": None
+        if m is None
+        else {
+            "runs": m.runs,
+            "warmup": m.warmup,
+            "median_ms": m.median_ms,
+            "p90_ms": m.p90_ms,
+            "mean_ms": m.mean_ms,
+            "min_ms": m.min_ms,
+            "max_ms": m.max_ms,
+            "peak_rss_delta_kib": m.peak_rss_delta_kib,
+            "init_ms": m.init_ms,
+            "runtime": m.runtime,
+            "runtime_version": m.runtime_version,
+            "xnnpack_partitions": m.xnnpack_partitions,
+            "machine": m.machine,
+        },
+        "estimate": {
+            "latency_ms": profile.estimate.latency_ms,
+            "cycles": profile.estimate.cycles,
+            "clock_hz": profile.estimate.clock_hz,
+            "threads": profile.estimate.threads,
+        },
+        "cpu_model": {
+            "source": model.source,
+            "fitted": model.fitted,
+            "params": asdict(model.params),
+        },
+        "layers_source": "estimated",
+    }
+
+
+def _cpu_layer_json(layer) -> dict:
+    return {
+        "index": layer.index,
+        "op": layer.cost.op,
+        "npu_op": "",
+        "placement": "CPU",
+        "cycles": layer.cycles,
+        "npu_cycles": 0,
+        "macs": layer.cost.macs,
+        "mac_utilisation_pct": layer.utilisation_pct,
+        "memory_bound": layer.memory_bound,
+        "sram_bytes": 0,
+        "module": layer.module,
+        "name": layer.cost.name,
+        "time_us": layer.time_us,
+        "op_class": layer.op_class,
+        "kernel": "xnnpack" if layer.xnnpack else "reference",
+        "bytes": layer.cost.bytes,
+    }
+
+
+def build_cpu_report(
+    *,
+    model: ModelFacts,
+    calibration: dict | None,
+    info: TfliteInfo,
+    fidelity: Fidelity | None,
+    fidelity_reason: str,
+    tflm: TflmCheck | None,
+    profile: CpuProfile,
+    artifacts: dict[str, str],
+    module_depth: int,
+    inputs_sha256: str | None = None,
+) -> dict:
+    """The report of a model on a CPU target: the same top-level structure as an Ethos-U one.
+
+    `layers` and `modules` hold the estimator's per-op rows (XNNPACK fuses the graph, so a
+    run times only the whole); `cpu_fallbacks` and `vela_command` are empty.
+    """
+    problems = cpu_gate_problems(info)
+    return {
+        "schema": SCHEMA_ID,
+        "schema_version": SCHEMA_VERSION,
+        "ran_edge_version": ran_edge.__version__,
+        "tools": tool_versions(),
+        "model": {
+            "name": model.name,
+            "source": model.source,
+            "input_shape": list(model.input_shape),
+            "params": model.params,
+            "macs": model.macs,
+            "weights": model.weights,
+        },
+        "calibration": calibration,
+        "conversion": {
+            "inputs": [_tensor_json(t) for t in info.inputs],
+            "outputs": [_tensor_json(t) for t in info.outputs],
+            "int8_io": info.int8_io,
+            "op_counts": dict(sorted(Counter(info.op_types).items())),
+            "gate": {"passed": not problems, "problems": problems},
+        },
+        "fidelity": fidelity_json(fidelity, fidelity_reason),
+        "tflm": None if tflm is None else asdict(tflm),
+        "target": _cpu_target_json(profile),
+        "metrics": [m.to_json() for m in cpu_metrics(profile)],
+        "cpu_fallbacks": [],
+        "layers": [_cpu_layer_json(layer) for layer in profile.layers],
+        "modules": {
+            "depth": module_depth,
+            "rows": [
+                {
+                    "path": m.path,
+                    "depth": m.depth,
+                    "ops": m.ops,
+                    "cycles": m.cycles,
+                    "macs": m.macs,
+                    "mac_utilisation_pct": m.mac_utilisation_pct,
+                    "cycle_share_pct": m.cycle_share_pct,
+                }
+                for m in profile.modules
+            ],
+        },
+        "vela_command": [],
+        "artifacts": artifacts,
+        "inputs_sha256": inputs_sha256,
+        "cpu": _cpu_section(profile),
+    }
