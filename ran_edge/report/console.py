@@ -86,8 +86,13 @@ def summary_table(report: dict) -> Table:
         ]
     if report["fidelity"]["samples"]:
         top1 = _fidelity(report, "top1_agreement")
-        rows.append(("int8 top-1 agreement (%)", _fmt(top1, ".1f")))
-        rows.append(("int8 SQNR (dB)", _fmt(_fidelity(report, "sqnr"), ".1f")))
+        # Untrained networks amplify int8 rounding layer by layer: their agreement says
+        # little about a trained model's, so say so next to the figure.
+        caveat = (
+            " (random weights)" if report["model"].get("weights", "").startswith("random") else ""
+        )
+        rows.append(("int8 top-1 agreement (%)", _fmt(top1, ".1f") + caveat))
+        rows.append(("int8 SQNR (dB)", _fmt(_fidelity(report, "sqnr"), ".1f") + caveat))
     tflm = report.get("tflm")
     if tflm:
         if tflm.get("error"):
