@@ -22,6 +22,15 @@ DIGITS_NET = ASSETS / "digits_net.py"
 BUILD_TARGETS = ("ethos-u55-128", "ethos-u65-256")
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """For modules of tiny tensors: extra intra-op threads only contend on a loaded machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def run_cli(*args: str) -> Result:
     """Invoke `ran-edge` in-process; exceptions other than SystemExit propagate."""
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)

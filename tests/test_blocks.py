@@ -43,12 +43,8 @@ DEPLOY_MODULES = (
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """These tensors are tiny: extra intra-op threads only spin, badly on a loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_torch_thread(one_torch_thread):
+    """Tiny tensors: run this module on one torch thread (see conftest)."""
 
 
 def randomize_bn(module: nn.Module, seed: int = 0, spread: float = 1.0) -> nn.Module:

@@ -60,12 +60,8 @@ QUIET = TrainConfig(epochs=1, progress=False)
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Small tensors: extra intra-op threads only contend on a loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_torch_thread(one_torch_thread):
+    """Tiny tensors: run this module on one torch thread (see conftest)."""
 
 
 @dataclass(frozen=True)

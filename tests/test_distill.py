@@ -27,11 +27,8 @@ REMOVED = ("blocks.1", "blocks.2", "blocks.4")
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_torch_thread(one_torch_thread):
+    """Tiny tensors: run this module on one torch thread (see conftest)."""
 
 
 @pytest.fixture(scope="module")

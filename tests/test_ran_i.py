@@ -21,11 +21,8 @@ from ran_edge.shrink.ran_i import PRESETS, ScaledConfig
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_torch_thread(one_torch_thread):
+    """Tiny tensors: run this module on one torch thread (see conftest)."""
 
 
 # Published: ConvNeXt-T 4.46 GMACs, NN-Mass 13,248; RAN-i-T 3.28 GMACs, NN-Mass 14,710.

@@ -40,12 +40,8 @@ CHANNELS = (4, 6, 8)
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """These tensors are tiny: extra intra-op threads only spin, badly on a loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_torch_thread(one_torch_thread):
+    """Tiny tensors: run this module on one torch thread (see conftest)."""
 
 
 def divisors(n: int) -> list[int]:

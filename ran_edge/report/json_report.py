@@ -139,25 +139,8 @@ def _tensor_json(t) -> dict:
     }
 
 
-def build_report(
-    *,
-    model: ModelFacts,
-    calibration: dict | None,
-    info: TfliteInfo,
-    fidelity: Fidelity | None,
-    fidelity_reason: str,
-    tflm: TflmCheck | None,
-    profile: EthosUProfile,
-    artifacts: dict[str, str],
-    module_depth: int,
-    inputs_sha256: str | None = None,
-    system: SystemCost | None = None,
-) -> dict:
-    """Assemble the report dict for one target (pure: no I/O, deterministic key order)."""
-    target = profile.target
-    problems = npu_gate_problems(info)
-    if profile.vela.cpu_ops:
-        problems.append(f"Vela placed {profile.vela.cpu_ops} op(s) on the CPU")
+def _model_sections(model, calibration, info, problems, fidelity, fidelity_reason, tflm) -> dict:
+    """The target-independent head of every report: versions, model, conversion, checks."""
     return {
         "schema": SCHEMA_ID,
         "schema_version": SCHEMA_VERSION,
@@ -181,6 +164,30 @@ def build_report(
         },
         "fidelity": fidelity_json(fidelity, fidelity_reason),
         "tflm": None if tflm is None else asdict(tflm),
+    }
+
+
+def build_report(
+    *,
+    model: ModelFacts,
+    calibration: dict | None,
+    info: TfliteInfo,
+    fidelity: Fidelity | None,
+    fidelity_reason: str,
+    tflm: TflmCheck | None,
+    profile: EthosUProfile,
+    artifacts: dict[str, str],
+    module_depth: int,
+    inputs_sha256: str | None = None,
+    system: SystemCost | None = None,
+) -> dict:
+    """Assemble the report dict for one target (pure: no I/O, deterministic key order)."""
+    target = profile.target
+    problems = npu_gate_problems(info)
+    if profile.vela.cpu_ops:
+        problems.append(f"Vela placed {profile.vela.cpu_ops} op(s) on the CPU")
+    return {
+        **_model_sections(model, calibration, info, problems, fidelity, fidelity_reason, tflm),
         "target": {
             "name": target.name,
             "kind": target.kind,
@@ -431,28 +438,7 @@ def build_cpu_report(
     """
     problems = cpu_gate_problems(info)
     return {
-        "schema": SCHEMA_ID,
-        "schema_version": SCHEMA_VERSION,
-        "ran_edge_version": ran_edge.__version__,
-        "tools": tool_versions(),
-        "model": {
-            "name": model.name,
-            "source": model.source,
-            "input_shape": list(model.input_shape),
-            "params": model.params,
-            "macs": model.macs,
-            "weights": model.weights,
-        },
-        "calibration": calibration,
-        "conversion": {
-            "inputs": [_tensor_json(t) for t in info.inputs],
-            "outputs": [_tensor_json(t) for t in info.outputs],
-            "int8_io": info.int8_io,
-            "op_counts": dict(sorted(Counter(info.op_types).items())),
-            "gate": {"passed": not problems, "problems": problems},
-        },
-        "fidelity": fidelity_json(fidelity, fidelity_reason),
-        "tflm": None if tflm is None else asdict(tflm),
+        **_model_sections(model, calibration, info, problems, fidelity, fidelity_reason, tflm),
         "target": _cpu_target_json(profile),
         "metrics": [m.to_json() for m in cpu_metrics(profile)],
         "cpu_fallbacks": [],
