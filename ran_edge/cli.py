@@ -22,6 +22,7 @@ from rich.table import Table
 from ran_edge import __version__
 from ran_edge.cli_common import run_command
 from ran_edge.cli_report import report as report_command
+from ran_edge.cli_search import search as search_command
 from ran_edge.cli_shrink import shrink as shrink_command
 from ran_edge.errors import StageError, UsageError
 from ran_edge.quiet import progress_stream
@@ -464,11 +465,13 @@ _TARGET_HELP = (
 @click.option("--target", "-t", "target_names", multiple=True, help=_TARGET_HELP)
 @click.option(
     "--model",
+    "--arch",
     "-m",
     "model_spec",
     default="mobilenet_v2",
     show_default=True,
-    help="A zoo name (`ran-edge models`), `file.py:factory` (runs that file), or a torch.export `.pt2`.",
+    help="A zoo name (`ran-edge models`), `file.py:factory` (runs that file), a torch.export "
+    "`.pt2`, or an architecture `.json` written by `ran-edge search` (--arch is an alias).",
 )
 @click.option(
     "--weights",
@@ -1041,6 +1044,7 @@ def _machine_label() -> str:
 
 main.add_command(report_command)
 main.add_command(shrink_command)
+main.add_command(search_command)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ Spec forms:
     no arguments; it must return an nn.Module. The input shape comes from, in order: the
     `input_shape` argument, an `input_shape` attribute on the returned module, or a
     module-level `INPUT_SHAPE` in the file; with none of these it is an error.
+  - `path/to/arch.json`: an architecture file written by `ran-edge search`; the network is
+    built from it (random init), named after the file stem, at the file's resolution.
   - `path/to/model.pt2` (from `torch.export.save`): the input shape is the exported
     program's example input; a different `input_shape` argument is an error.
 """
@@ -63,6 +65,8 @@ def load_model(
     user_shape = validate_input_shape(input_shape) if input_shape is not None else None
     if spec.endswith(".pt2"):
         loaded = _load_pt2(Path(spec), user_shape)
+    elif spec.endswith(".json"):
+        loaded = _load_arch(Path(spec), user_shape)
     elif _looks_like_file_spec(spec):
         loaded = _load_python(spec, user_shape)
     else:
@@ -113,6 +117,14 @@ def _load_zoo(
     if state is not None:
         _apply_state_dict(module, state, name, Path(weights))  # type: ignore[arg-type]
     return LoadedModel(module, name, user_shape or entry.input_shape, f"zoo:{name}")
+
+
+def _load_arch(path: Path, user_shape: tuple[int, ...] | None) -> LoadedModel:
+    """An architecture file written by `ran-edge search` (random init; see docs/search.md)."""
+    from ran_edge.search.arch_file import arch_input_shape, load_arch_model
+
+    shape = arch_input_shape(path)
+    return LoadedModel(load_arch_model(path), path.stem, user_shape or shape, f"arch:{path}")
 
 
 # --- file.py:factory -------------------------------------------------------------------------

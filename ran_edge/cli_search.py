@@ -1,0 +1,132 @@
+"""`ran-edge search`: hardware-aware search over the RAN-e space on one Ethos-U target.
+
+Registered on the main group in ran_edge/cli.py. Fills the cost table for the (slot,
+candidate) pairs the space needs (cached, in parallel), then runs a seeded evolutionary
+search evaluated by the table (see docs/search.md).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ran_edge.cli_common import run_command
+
+
+@click.command("search")
+@click.option("--target", required=True, help="Ethos-U target name, alias or TOML path.")
+@click.option(
+    "--budget",
+    type=click.IntRange(min=1),
+    default=20_000,
+    show_default=True,
+    help="Distinct architectures to evaluate.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Search seed.")
+@click.option(
+    "--resolution",
+    type=click.IntRange(min=32),
+    default=224,
+    show_default=True,
+    help="Input resolution (square) the table is measured at.",
+)
+@click.option("--max-macs", type=click.IntRange(min=1), help="Largest MACs allowed.")
+@click.option("--max-params", type=click.IntRange(min=1), help="Most parameters allowed.")
+@click.option(
+    "--max-sram", type=click.FloatRange(min=0, min_open=True), help="Peak SRAM (KiB) allowed."
+)
+@click.option("--min-nn-mass", type=click.IntRange(min=0), help="Least NN-Mass (accuracy proxy).")
+@click.option(
+    "--min-nonlinear",
+    type=click.IntRange(min=0),
+    help="Least activation layers on the path (accuracy proxy).",
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(path_type=Path),
+    default=Path("build/cost-cache"),
+    show_default=True,
+    help="Cost table cache (shared by targets and runs).",
+)
+@click.option("--name", default="ran_e_search", show_default=True, help="Architecture name.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Folder for <name>.json and pareto.png (default: build/<name>).",
+)
+@click.option(
+    "--baseline-report",
+    "baseline_reports",
+    type=click.Path(path_type=Path),
+    multiple=True,
+    help="A build's report.json (e.g. efficientnet_lite0, mobilenet_v2) to mark on the plot.",
+)
+@click.option(
+    "--workers", type=click.IntRange(min=1), help="Table-fill processes (default: cores)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def search(
+    target: str,
+    budget: int,
+    seed: int,
+    resolution: int,
+    max_macs: int | None,
+    max_params: int | None,
+    max_sram: float | None,
+    min_nn_mass: int | None,
+    min_nonlinear: int | None,
+    cache_dir: Path,
+    name: str,
+    out: Path | None,
+    baseline_reports: tuple[Path, ...],
+    workers: int | None,
+    as_json: bool,
+) -> None:
+    """Search the RAN-e space (per block: inverted residual k3/5/7 x e2/4/6, or collapsed)
+    for the highest predicted FPS on TARGET within the constraints; write the chosen
+    architecture as <out>/<name>.json (build it with `ran-edge build --model <file>`) and
+    the FPS-vs-MACs Pareto front as <out>/pareto.png.
+
+    \b
+    FPS = NPU clock / predicted total cycles, from the per-block Vela cost table summed
+    with the identity correction (no full-network compiles; see docs/search.md for its
+    accuracy per target). The first run on a target fills the table (slow, cached).
+    """
+
+    def body() -> None:
+        from ran_edge.search.search import run_search
+
+        result = run_search(
+            target=target,
+            budget=budget,
+            seed=seed,
+            resolution=resolution,
+            max_macs=max_macs,
+            max_params=max_params,
+            max_sram_kib=max_sram,
+            min_nn_mass=min_nn_mass,
+            min_nonlinear=min_nonlinear,
+            cache_dir=cache_dir,
+            name=name,
+            out=out or Path("build") / name,
+            baseline_reports=baseline_reports,
+            workers=workers,
+        )
+        if as_json:
+            click.echo(json.dumps(result, indent=2, sort_keys=True))
+            return
+        best = result["best"]
+        click.echo(
+            f"evaluated {result['evaluated']:,} architectures "
+            f"({result['per_second']:,.0f}/s); Pareto front: {len(result['front'])} points"
+        )
+        click.echo(
+            f"chosen: {best['fps']:,.1f} FPS predicted, {best['macs'] / 1e6:,.1f} M MACs, "
+            f"{best['params'] / 1e6:,.2f} M params, {best['sram_kib']:,.0f} KiB peak SRAM, "
+            f"NN-Mass {best['nn_mass']:,}, {best['nonlinear']} activation layers"
+        )
+        click.echo(f"wrote {result['arch']} and {result['plot']}")
+
+    run_command(body)
