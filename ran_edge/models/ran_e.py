@@ -117,6 +117,16 @@ def _block(cin: int, cout: int, kernel: int, expand: int, stride: int, collapse:
     return InvertedResidual(cin, cout, stride, expand, kernel, ACT)
 
 
+def make_head(cin: int) -> nn.Sequential:
+    """1x1 conv to 1344 and a 7x7 depthwise, each with BN and hard-swish."""
+    return nn.Sequential(
+        ConvBN(cin, HEAD_CHANNELS, 1),
+        ACT(),
+        ConvBN(HEAD_CHANNELS, HEAD_CHANNELS, 7, groups=HEAD_CHANNELS),
+        ACT(),
+    )
+
+
 class RanE(nn.Module):
     def __init__(self, stacks: tuple[Stack, ...], num_classes: int = 1000) -> None:
         super().__init__()
@@ -129,12 +139,7 @@ class RanE(nn.Module):
                 blocks.append(_block(cin, stack.cout, kernel, stack.expand, stride, collapse))
         self.blocks = nn.Sequential(*blocks)
         last = stacks[-1].cout
-        self.head = nn.Sequential(
-            ConvBN(last, HEAD_CHANNELS, 1),
-            ACT(),
-            ConvBN(HEAD_CHANNELS, HEAD_CHANNELS, 7, groups=HEAD_CHANNELS),
-            ACT(),
-        )
+        self.head = make_head(last)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(HEAD_CHANNELS, num_classes)
 

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ran_edge.blocks import ConvBN
-from ran_edge.models.ran_e import ACT, HEAD_CHANNELS, STEM_CHANNELS
+from ran_edge.models.ran_e import HEAD_CHANNELS, STEM_CHANNELS, make_head
 from ran_edge.models.registry import calibrate_batchnorm
 from ran_edge.search.space import Arch, Candidate, Slot, build_block, build_network
 
@@ -40,12 +39,7 @@ class Head(nn.Module):
 
     def __init__(self, cin: int, num_classes: int) -> None:
         super().__init__()
-        self.head = nn.Sequential(
-            ConvBN(cin, HEAD_CHANNELS, 1),
-            ACT(),
-            ConvBN(HEAD_CHANNELS, HEAD_CHANNELS, 7, groups=HEAD_CHANNELS),
-            ACT(),
-        )
+        self.head = make_head(cin)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(HEAD_CHANNELS, num_classes)
 
