@@ -167,6 +167,25 @@ def _model_sections(model, calibration, info, problems, fidelity, fidelity_reaso
     }
 
 
+def modules_json(modules, depth: int) -> dict:
+    """Cycles per PyTorch module, every module and each of its ancestors."""
+    return {
+        "depth": depth,
+        "rows": [
+            {
+                "path": m.path,
+                "depth": m.depth,
+                "ops": m.ops,
+                "cycles": m.cycles,
+                "macs": m.macs,
+                "mac_utilisation_pct": m.mac_utilisation_pct,
+                "cycle_share_pct": m.cycle_share_pct,
+            }
+            for m in modules
+        ],
+    }
+
+
 def build_report(
     *,
     model: ModelFacts,
@@ -220,21 +239,7 @@ def build_report(
             }
             for c in profile.layers
         ],
-        "modules": {
-            "depth": module_depth,
-            "rows": [
-                {
-                    "path": m.path,
-                    "depth": m.depth,
-                    "ops": m.ops,
-                    "cycles": m.cycles,
-                    "macs": m.macs,
-                    "mac_utilisation_pct": m.mac_utilisation_pct,
-                    "cycle_share_pct": m.cycle_share_pct,
-                }
-                for m in profile.modules
-            ],
-        },
+        "modules": modules_json(profile.modules, module_depth),
         "vela_command": portable_command(profile.vela.command),
         "artifacts": artifacts,
         "inputs_sha256": inputs_sha256,
@@ -443,21 +448,7 @@ def build_cpu_report(
         "metrics": [m.to_json() for m in cpu_metrics(profile)],
         "cpu_fallbacks": [],
         "layers": [_cpu_layer_json(layer) for layer in profile.layers],
-        "modules": {
-            "depth": module_depth,
-            "rows": [
-                {
-                    "path": m.path,
-                    "depth": m.depth,
-                    "ops": m.ops,
-                    "cycles": m.cycles,
-                    "macs": m.macs,
-                    "mac_utilisation_pct": m.mac_utilisation_pct,
-                    "cycle_share_pct": m.cycle_share_pct,
-                }
-                for m in profile.modules
-            ],
-        },
+        "modules": modules_json(profile.modules, module_depth),
         "vela_command": [],
         "artifacts": artifacts,
         "inputs_sha256": inputs_sha256,
