@@ -12,7 +12,6 @@ import json
 import re
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -20,53 +19,19 @@ from rich.console import Console
 from rich.table import Table
 
 from ran_edge import __version__
-from ran_edge.cli_common import run_command
+from ran_edge.cli_advise import advise as advise_command
+from ran_edge.cli_common import parse_input_shape as _parse_shape
+from ran_edge.cli_common import run_command, stderr
+from ran_edge.cli_common import stage_printer as _stage_printer
 from ran_edge.cli_report import report as report_command
 from ran_edge.cli_search import search as search_command
 from ran_edge.cli_shrink import shrink as shrink_command
 from ran_edge.errors import StageError, UsageError
-from ran_edge.quiet import progress_stream
 
 # Tables are wide; when output goes to a file or CI log, do not squeeze them to 80 columns.
 stdout = Console(width=None if sys.stdout.isatty() else 140)
-stderr = Console(file=progress_stream())
 
 DEFAULT_TARGET = "ethos-u55-128"
-
-
-def _parse_shape(value: str | None) -> tuple[int, ...] | None:
-    if value is None:
-        return None
-    try:
-        shape = tuple(int(v) for v in value.replace("x", ",").split(","))
-    except ValueError:
-        raise UsageError(
-            f"--input-shape {value!r} is not a list of integers; write it as N,C,H,W (e.g. 1,3,224,224)."
-        ) from None
-    if len(shape) != 4 or min(shape) < 1:
-        raise UsageError(
-            f"--input-shape {value!r} must be four positive integers N,C,H,W (e.g. 1,3,224,224)."
-        )
-    if shape[0] != 1:
-        raise UsageError(f"--input-shape batch must be 1 for an embedded model, got {shape[0]}.")
-    return shape
-
-
-@contextlib.contextmanager
-def _stage_printer(enabled: bool):
-    """A stage reporter: a spinner while a stage runs, a tick and its time when done."""
-
-    @contextlib.contextmanager
-    def stage(label: str) -> Iterator[None]:
-        if not enabled:
-            yield
-            return
-        start = time.perf_counter()
-        with stderr.status(f"{label} ..."):
-            yield
-        stderr.print(f"[green]✓[/green] {label} [dim]({time.perf_counter() - start:.1f} s)[/dim]")
-
-    yield stage
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -1042,6 +1007,7 @@ def _machine_label() -> str:
     return f"{platform.node()}, {cpu_model_name()}"
 
 
+main.add_command(advise_command)
 main.add_command(report_command)
 main.add_command(shrink_command)
 main.add_command(search_command)

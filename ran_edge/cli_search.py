@@ -66,6 +66,14 @@ from ran_edge.cli_common import run_command
 @click.option(
     "--workers", type=click.IntRange(min=1), help="Table-fill processes (default: cores)."
 )
+@click.option(
+    "--fit",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Full networks to compile with Vela to fit the predictor's linear correction "
+    "(0: the plain table sum; cached).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def search(
     target: str,
@@ -82,6 +90,7 @@ def search(
     out: Path | None,
     baseline_reports: tuple[Path, ...],
     workers: int | None,
+    fit: int,
     as_json: bool,
 ) -> None:
     """Search the RAN-e space (per block: inverted residual k3/5/7 x e2/4/6, or collapsed)
@@ -90,9 +99,10 @@ def search(
     the FPS-vs-MACs Pareto front as <out>/pareto.png.
 
     \b
-    FPS = NPU clock / predicted total cycles, from the per-block Vela cost table summed
-    with the identity correction (no full-network compiles; see docs/search.md for its
-    accuracy per target). The first run on a target fills the table (slow, cached).
+    FPS = NPU clock / predicted total cycles, from the per-block Vela cost table summed,
+    as is or (--fit N) through `full = a * sum + b` fitted on N whole networks from the
+    space compiled with Vela (see docs/search.md for the accuracy per target). The first
+    run on a target fills the table (slow, cached).
     """
 
     def body() -> None:
@@ -113,11 +123,19 @@ def search(
             out=out or Path("build") / name,
             baseline_reports=baseline_reports,
             workers=workers,
+            fit=fit,
         )
         if as_json:
             click.echo(json.dumps(result, indent=2, sort_keys=True))
             return
         best = result["best"]
+        if result["fit"] is not None:
+            total = result["fit"]["total"]
+            click.echo(
+                f"correction fitted on {result['fit']['n']} full networks: total cycles = "
+                f"{total['scale']:.3f} x sum {total['offset']:+,.0f} (in-sample error "
+                f"median {total['median_error_pct']:.2f}%, worst {total['worst_error_pct']:.2f}%)"
+            )
         click.echo(
             f"evaluated {result['evaluated']:,} architectures "
             f"({result['per_second']:,.0f}/s); Pareto front: {len(result['front'])} points"

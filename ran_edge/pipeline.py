@@ -307,6 +307,30 @@ def build_target(
     return TargetBuild(target, _relocate(profile, tmp, final), report, final)
 
 
+def build_or_reuse(
+    loaded,
+    calib,
+    target: Target,
+    out_root: Path,
+    *,
+    stage: StageFn = _silent_stage,
+    weights: Path | None = None,
+) -> TargetBuild:
+    """One Ethos-U target build of `loaded`, or the one on disk if made from the same inputs
+    (what `build --incremental` does), for commands that need a model's report first."""
+    from ran_edge.models import count_macs
+
+    fingerprint = inputs_fingerprint(loaded, calib, target, allow_cpu_fallback=False)
+    reused = reuse_if_up_to_date(out_root, loaded.name, target, fingerprint)
+    if reused is not None:
+        with stage(f"{target.name}: build up to date (same inputs)"):
+            return reused
+    macs = count_macs(loaded.module, loaded.input_shape)
+    converted = convert_model(loaded, calib, stage=stage, macs=macs, weights=weights)
+    with stage(f"Vela for {target.name}"):
+        return build_target(converted, target, out_root, fingerprint=fingerprint)
+
+
 def _build_cpu_target(
     converted: ConvertedModel,
     target: Target,

@@ -31,6 +31,37 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
+@dataclass(frozen=True)
+class TrainedDigits:
+    model: torch.nn.Module  # trained TinyMBNet (treat as read-only: it is shared)
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    accuracy: float
+
+
+@pytest.fixture(scope="session")
+def trained_tiny_mbnet() -> TrainedDigits:
+    """The zoo's TinyMBNet (six ran_edge.blocks inverted residuals) trained on digits."""
+    from ran_edge.models import create_model
+    from ran_edge.shrink.distill import TrainConfig, accuracy, train_student
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: extra threads only contend
+    try:
+        x, y = digits_arrays()
+        order = np.random.default_rng(0).permutation(len(x))
+        train, test = order[:1400], order[1400:]
+        model = create_model("tiny_mbnet")
+        config = TrainConfig(epochs=4, lr=3e-3, progress=False)
+        train_student(model, x[train], labels=y[train], config=config)
+        acc = accuracy(model, x[test], y[test])
+    finally:
+        torch.set_num_threads(threads)
+    return TrainedDigits(model, x[train], y[train], x[test], y[test], acc)
+
+
 def run_cli(*args: str) -> Result:
     """Invoke `ran-edge` in-process; exceptions other than SystemExit propagate."""
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import digits_arrays
+from conftest import TrainedDigits
 from torch import nn
 
 from ran_edge.blocks import InvertedResidual
@@ -64,26 +64,9 @@ def _one_torch_thread(one_torch_thread):
     """Tiny tensors: run this module on one torch thread (see conftest)."""
 
 
-@dataclass(frozen=True)
-class Digits:
-    model: nn.Module  # trained TinyMBNet
-    train_x: np.ndarray
-    train_y: np.ndarray
-    test_x: np.ndarray
-    test_y: np.ndarray
-    accuracy: float
-
-
 @pytest.fixture(scope="module")
-def digits(_one_torch_thread) -> Digits:
-    x, y = digits_arrays()
-    order = np.random.default_rng(0).permutation(len(x))
-    train, test = order[:1400], order[1400:]
-    model = create_model("tiny_mbnet")
-    config = TrainConfig(epochs=4, lr=3e-3, progress=False)
-    train_student(model, x[train], labels=y[train], config=config)
-    acc = accuracy(model, x[test], y[test])
-    return Digits(model, x[train], y[train], x[test], y[test], acc)
+def digits(trained_tiny_mbnet) -> TrainedDigits:
+    return trained_tiny_mbnet
 
 
 @dataclass(frozen=True)

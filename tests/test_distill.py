@@ -3,14 +3,11 @@ seeded, labels switch to cross-entropy, bad inputs are usage errors."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
-from conftest import digits_arrays
 from torch import nn
 
 from ran_edge.errors import UsageError
-from ran_edge.models import create_model
 from ran_edge.shrink import (
     TrainConfig,
     accuracy,
@@ -32,14 +29,9 @@ def _one_torch_thread(one_torch_thread):
 
 
 @pytest.fixture(scope="module")
-def data(_one_torch_thread):
-    x, y = digits_arrays()
-    order = np.random.default_rng(1).permutation(len(x))
-    train, test = order[:1200], order[1200:]
-    teacher = create_model("tiny_mbnet")
-    config = TrainConfig(epochs=3, lr=3e-3, progress=False)
-    train_student(teacher, x[train], labels=y[train], config=config)
-    return teacher, x[train], y[train], x[test], y[test]
+def data(trained_tiny_mbnet):
+    d = trained_tiny_mbnet  # shared: the tests below copy the teacher, never train it
+    return d.model, d.train_x, d.train_y, d.test_x, d.test_y
 
 
 def student(teacher: nn.Module) -> nn.Module:

@@ -15,8 +15,19 @@ from click.testing import CliRunner
 
 from ran_edge.errors import UsageError
 from ran_edge.models.loading import load_model
-from ran_edge.search import COLLAPSED, BlockCost, Candidate, CostTable, Slot
+from ran_edge.search import (
+    COLLAPSED,
+    BlockCost,
+    Candidate,
+    CostTable,
+    LinearCorrection,
+    LiteRtCompiler,
+    Slot,
+    summed_cost,
+)
 from ran_edge.search.arch_file import arch_from_dict, arch_to_dict, read_arch, write_arch
+from ran_edge.search.fit import IDENTITY_NOTE, fit_genomes, fit_line
+from ran_edge.search.graphs import NetworkGraph
 from ran_edge.search.search import (
     Constraints,
     Space,
@@ -26,6 +37,7 @@ from ran_edge.search.search import (
     violation,
 )
 from ran_edge.search.space import HEAD, STEM, Arch, build_network, ran_e_slots
+from ran_edge.search.table import cost_key
 
 RES = 64
 TARGET = "ethos-u55-256"
@@ -202,3 +214,85 @@ def test_jointly_impossible_constraints_name_the_unmet_ones():
         UsageError, match=r"meets --max-macs and --min-nonlinear together.*misses --m"
     ):
         search(space, limits, budget=300)
+
+
+# --fit: the correction fitted on full-network compiles. The "full compiles" are written
+# into the cache as synthetic Vela figures on a known line, so the fit must recover it.
+
+TOTAL_LINE = LinearCorrection(1.25, 40_000.0)
+NPU_LINE = LinearCorrection(1.1, -300.0)
+
+
+def write_full_networks(table: CostTable, space: Space, n: int, seed: int) -> None:
+    """Put the networks the fit will ask for where `measure_graph` looks for them."""
+    for _, genome in fit_genomes(space, n, seed):
+        arch = space.arch(genome)
+        s = summed_cost(table, arch)
+        full = BlockCost(
+            round(NPU_LINE(s.npu_cycles)),
+            round(TOTAL_LINE(s.total_cycles)),
+            s.sram_bytes,
+            s.weight_bytes,
+            s.macs,
+        )
+        key = cost_key(NetworkGraph(arch), table.target, table.compiler)
+        table.cache.put_bytes("graphs", key, full.to_json().encode())
+
+
+def _no_compile(*_args, **_kwargs):
+    raise AssertionError("the test expected every full network in the cache")
+
+
+def test_cli_fit_predicts_through_the_fitted_line(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    table = prefill(cache)
+    write_full_networks(table, Space(table.cost, RES), 3, seed=5)
+    monkeypatch.setattr(LiteRtCompiler, "compile", _no_compile)
+    runs = {}
+    for fit in ("0", "3"):
+        res = _cli(cache, tmp_path / f"fit{fit}", "--fit", fit)
+        assert res.exit_code == 0, res.output
+        runs[fit] = json.loads(res.output)
+    fitted = runs["3"]["fit"]
+    assert fitted["n"] == 3
+    assert fitted["networks"] == ["RAN-e GT", "RAN-e C", "fastest per slot"]
+    assert fitted["total"]["scale"] == pytest.approx(TOTAL_LINE.scale, rel=1e-4)
+    assert fitted["total"]["offset"] == pytest.approx(TOTAL_LINE.offset, rel=1e-2)
+    assert fitted["npu"]["scale"] == pytest.approx(NPU_LINE.scale, rel=1e-4)
+    assert fitted["total"]["worst_error_pct"] < 0.01
+    assert runs["0"]["fit"] is None
+    for fit, line in (("0", LinearCorrection()), ("3", TOTAL_LINE)):
+        arch, data = read_arch(tmp_path / f"fit{fit}" / "ran_e_search.json")
+        best = runs[fit]["best"]
+        expected = line(summed_cost(table, arch).total_cycles)
+        assert best["total_cycles"] == pytest.approx(expected, rel=1e-4)
+        assert best["fps"] == pytest.approx(runs[fit]["clock_hz"] / best["total_cycles"])
+        assert data["predicted"]["correction"] == (fitted if fit == "3" else IDENTITY_NOTE)
+        assert data["search"]["fit"] == int(fit)
+
+
+def test_fit_networks_are_seeded_distinct_and_checked(space):
+    a, b, c = (fit_genomes(space, 8, seed) for seed in (1, 1, 2))
+    assert a == b and a[3:] != c[3:]
+    assert [name for name, _ in a[:3]] == ["RAN-e GT", "RAN-e C", "fastest per slot"]
+    assert len({g for _, g in a}) == 8
+    assert [name for name, _ in fit_genomes(space, 2, 0)] == ["RAN-e GT", "RAN-e C"]
+    with pytest.raises(UsageError, match="--fit -1"):
+        fit_genomes(space, -1, 0)
+    with pytest.raises(UsageError, match="at least 2"):
+        fit_genomes(space, 1, 0)
+    one = Space(fake_cost, RES, candidates=(COLLAPSED,))
+    with pytest.raises(UsageError, match="only 1 distinct"):
+        fit_genomes(one, 2, 0)
+    with pytest.raises(UsageError, match="same summed cycles"):
+        fit_line([5.0, 5.0], [6.0, 7.0])
+
+
+def test_cli_rejects_a_bad_fit_before_compiling(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    prefill(cache)
+    monkeypatch.setattr(LiteRtCompiler, "compile", _no_compile)
+    res = _cli(cache, tmp_path / "o", "--fit", "-2")
+    assert res.exit_code == 2 and "--fit -2" in res.output
+    res = _cli(cache, tmp_path / "o", "--fit", "1")
+    assert res.exit_code == 2 and "at least 2 full compiles" in res.output

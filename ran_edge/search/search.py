@@ -20,6 +20,7 @@ Accuracy proxies (training-free, see docs/search.md):
 
 from __future__ import annotations
 
+import copy
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -176,6 +177,22 @@ class Space:
 
     def pairs(self) -> list[tuple[Slot, Candidate]]:
         return [(s, c) for s in self.slots for c in self.candidates]
+
+    @property
+    def size(self) -> int:
+        """How many distinct architectures the space holds."""
+        return len(self.candidates) ** len(self.slots)
+
+    def corrected(self, total: LinearCorrection, npu: LinearCorrection) -> Space:
+        """The same space predicting with other corrections (no table lookups again)."""
+        other = copy.copy(self)
+        other.total, other.npu = total, npu
+        return other
+
+    def corner(self, attr: str) -> tuple[int, ...]:
+        """Per slot, the candidate with the least `attr` (a BlockCost field); ties: first."""
+        n = len(self.candidates)
+        return tuple(min(range(n), key=lambda j: (getattr(row[j], attr), j)) for row in self.costs)
 
     def arch(self, genome: Sequence[int]) -> Arch:
         return Arch(
@@ -367,8 +384,8 @@ def search(
     for genome in space.known().values():
         add(genome)
     # the cheapest and the fastest-per-slot corners help tight constraints
-    add(tuple(min(range(n_cand), key=lambda j: (r[j].macs, j)) for r in space.costs))
-    add(tuple(min(range(n_cand), key=lambda j: (r[j].total_cycles, j)) for r in space.costs))
+    add(space.corner("macs"))
+    add(space.corner("total_cycles"))
     for _ in range(population):
         add(tuple(rng.randrange(n_cand) for _ in range(n_slots)))
 
@@ -466,10 +483,13 @@ def run_search(
     baseline_reports: Sequence[Path] = (),
     workers: int | None = None,
     candidates: Sequence[Candidate] = ALL_BLOCK_CANDIDATES,
+    fit: int = 0,
 ) -> dict:
-    """The `ran-edge search` command: fill the table, search, write <name>.json + pareto.png."""
+    """The `ran-edge search` command: fill the table, optionally fit the correction on `fit`
+    full-network compiles, search, write <name>.json + pareto.png."""
     from ran_edge.hw.targets import resolve_target
     from ran_edge.search.arch_file import write_arch
+    from ran_edge.search.fit import IDENTITY_NOTE, check_fit_count, fit_correction
     from ran_edge.search.pareto_plot import Marker, baseline_from_report, write_pareto_png
     from ran_edge.search.table import CostTable
 
@@ -480,26 +500,33 @@ def run_search(
         raise UsageError(f"target {tgt.name!r} is not an Ethos-U NPU; the search needs one.")
     baselines = [baseline_from_report(Path(p)) for p in baseline_reports]  # fail early
     limits = Constraints(max_macs, max_params, max_sram_kib, min_nn_mass, min_nonlinear)
+    slots = ran_e_slots(resolution)
+    check_fit_count(fit, len(candidates) ** len(slots))  # before any compile
 
     table = CostTable(tgt, cache_dir)
-    slots = ran_e_slots(resolution)
     arch0 = Arch(resolution, tuple((s, candidates[0]) for s in slots))
     pairs = [(arch0.stem, STEM), (arch0.head, HEAD)] + [(s, c) for s in slots for c in candidates]
     table.fill(pairs, workers=workers)
     space = Space(table.cost, resolution, candidates, clock_hz=tgt.npu.clock_hz)
+    check_possible(space, limits)  # before the full compiles a fit would spend
+    fitted = fit_correction(table, space, fit, seed, workers) if fit else None
+    if fitted is not None:
+        space = space.corrected(fitted.total.correction, fitted.npu.correction)
     result = search(space, limits, budget=budget, seed=seed)
 
     data = result_json(result)
+    data["fit"] = fitted.summary() if fitted is not None else None
     best = result.best
     arch_path = write_arch(
         out / f"{name}.json",
         space.arch(best.genome),
         name=name,
         target=tgt.name,
-        predicted={**best.figures(), "correction": "identity (summed table, no full compiles)"},
+        predicted={**best.figures(), "correction": data["fit"] or IDENTITY_NOTE},
         search={
             "seed": seed,
             "budget": budget,
+            "fit": fit,
             "constraints": {k: v for k, v in asdict(limits).items() if v is not None},
         },
     )

@@ -27,12 +27,17 @@ def graph_key(spec: GraphSpec, compiler: BlockCompiler) -> str:
     return content_key(SCHEMA, spec, compiler.identity)
 
 
+def cost_key(spec: GraphSpec, target: Target, compiler: BlockCompiler) -> str:
+    """Key of a graph's Vela cost on one target (the int8 graph itself is target-free)."""
+    return content_key(graph_key(spec, compiler), target_fingerprint(target))
+
+
 def measure_graph(
     spec: GraphSpec, target: Target, cache: DiskCache, compiler: BlockCompiler
 ) -> BlockCost:
     """Vela cost of `spec` on `target`: from the cache, else compile (or reuse) and run Vela."""
     gkey = graph_key(spec, compiler)
-    ckey = content_key(gkey, target_fingerprint(target))
+    ckey = cost_key(spec, target, compiler)
     cached = cache.get_bytes("graphs", ckey)
     if cached is not None:
         return BlockCost.from_json(cached.decode())
@@ -101,6 +106,11 @@ class CostTable:
     def measure(self, spec: GraphSpec) -> BlockCost:
         return measure_graph(spec, self.target, self.cache, self.compiler)
 
+    def is_measured(self, spec: GraphSpec) -> bool:
+        """True when the graph's cost on this target is cached (measure is a file read)."""
+        key = cost_key(spec, self.target, self.compiler)
+        return self.cache.get_bytes("graphs", key) is not None
+
     def fill(self, pairs: Iterable[tuple[Slot, Candidate]], workers: int | None = None) -> None:
         """Measure every missing entry, one graph per process, with a progress bar."""
         pairs = list(dict.fromkeys(pairs))
@@ -111,8 +121,10 @@ class CostTable:
             self.cost(slot, cand)  # every graph is cached now: only file reads
 
     def measure_all(self, specs: list[GraphSpec], workers: int | None, label: str) -> None:
-        """Measure graphs in parallel (spawned processes: torch and fork do not mix)."""
+        """Measure the graphs not cached yet, in parallel (spawned processes: torch and fork
+        do not mix); cached ones are skipped so a warm call starts no process."""
         workers = workers or os.cpu_count() or 1
+        specs = [s for s in dict.fromkeys(specs) if not self.is_measured(s)]
         if not specs:
             return
         from ran_edge.search.progress import progress_bar

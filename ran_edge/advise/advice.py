@@ -1,0 +1,226 @@
+"""Advice: which blocks of a network waste the NPU, and what the cost table would put there.
+
+Two sources, each used for what it measures best:
+
+- the network's own Vela report (per-layer rows attributed to module paths) says how a
+  block behaves *in this network*: its cycles, its share of the total and its MAC
+  utilisation. A block is *wasteful* when its utilisation is below a threshold (default
+  30%: dense convs reach 50-65% on Ethos-U, depthwise-heavy blocks 10-25%) while its
+  share of cycles is at least `min_share_pct`. (Not the network's own utilisation: a
+  weight-streaming classifier can pull that down to a few percent.)
+- the cost table says what each replacement *would* cost at that slot. The current
+  block is costed by the same sandwich method, so the gain is table minus table, not a
+  table figure against a network row.
+
+The predicted network after the advice is the report's total minus the summed gains;
+`advise --apply` builds the rewritten network and prints Vela's figure beside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ran_edge.advise.forms import FormGraph, build_form, replacement_forms
+from ran_edge.advise.sites import BlockForm, Site
+from ran_edge.search.cost import BlockCost
+from ran_edge.search.graphs import GraphSpec, frames_of
+
+Measure = Callable[[GraphSpec], BlockCost]
+DEFAULT_MAX_UTILISATION_PCT = 30.0
+DEFAULT_MIN_SHARE_PCT = 3.0
+DEFAULT_MIN_GAIN_PCT = 10.0
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When a block is flagged and when a replacement is worth recommending."""
+
+    max_utilisation_pct: float = DEFAULT_MAX_UTILISATION_PCT
+    min_share_pct: float = DEFAULT_MIN_SHARE_PCT
+    min_gain_pct: float = DEFAULT_MIN_GAIN_PCT  # of the block's cycles in the network
+    allow_smaller: bool = False
+
+
+@dataclass(frozen=True)
+class InNetwork:
+    """A block's figures in the network's Vela report."""
+
+    cycles: int
+    macs: int
+    mac_utilisation_pct: float
+    share_pct: float
+
+
+@dataclass(frozen=True)
+class Option:
+    """One replacement form at a site, with its table cost and parameter count."""
+
+    form: BlockForm
+    cost: BlockCost
+    params: int
+
+
+@dataclass(frozen=True)
+class Assessed:
+    """A site, its figures in the network and whether it is flagged as wasting the NPU."""
+
+    site: Site
+    network: InNetwork
+    wasteful: bool
+
+
+@dataclass(frozen=True)
+class BlockAdvice:
+    site: Site
+    network: InNetwork
+    wasteful: bool
+    current: BlockCost | None  # table cost of the block as it is (costed sites only)
+    options: tuple[Option, ...]
+    best: Option | None  # None: keep the block
+
+    @property
+    def gain_cycles(self) -> int:
+        if self.best is None or self.current is None:
+            return 0
+        return self.current.total_cycles - self.best.cost.total_cycles
+
+
+@dataclass(frozen=True)
+class Advice:
+    model: str
+    target: str
+    clock_hz: float
+    network_cycles: int
+    network_utilisation_pct: float
+    thresholds: Thresholds
+    blocks: tuple[BlockAdvice, ...]
+    skipped: tuple[str, ...]
+
+    @property
+    def fps(self) -> float:
+        return self.clock_hz / self.network_cycles
+
+    @property
+    def recommended(self) -> list[BlockAdvice]:
+        return [b for b in self.blocks if b.best is not None]
+
+    @property
+    def predicted_cycles(self) -> int:
+        return self.network_cycles - sum(b.gain_cycles for b in self.blocks)
+
+    @property
+    def predicted_fps(self) -> float:
+        return self.clock_hz / max(self.predicted_cycles, 1)
+
+
+def report_metric(report: dict, name: str) -> float:
+    for metric in report["metrics"]:
+        if metric["name"] == name:
+            return float(metric["value"])
+    raise KeyError(f"report has no metric {name!r}")
+
+
+def in_network(report: dict, path: str | None, macs_per_cycle: int) -> InNetwork:
+    """Sum of the report's per-layer rows whose module is `path` or inside it (all rows
+    for None), with utilisation computed as the report's per-module rows compute it."""
+    prefix = f"{path}."
+    rows = [
+        r
+        for r in report["layers"]
+        if path is None or r["module"] == path or str(r["module"]).startswith(prefix)
+    ]
+    cycles = sum(int(r["cycles"]) for r in rows)
+    macs = sum(int(r["macs"]) for r in rows)
+    total = report_metric(report, "cycles_total")
+    util = 100.0 * macs / (cycles * macs_per_cycle) if cycles else 0.0
+    return InNetwork(cycles, macs, util, 100.0 * cycles / total if total else 0.0)
+
+
+def assess(
+    report: dict, macs_per_cycle: int, sites: Sequence[Site], thresholds: Thresholds
+) -> list[Assessed]:
+    """Each site's in-network figures, flagged when its MAC utilisation is below the limit
+    while it takes at least `min_share_pct` of the network's cycles."""
+    limit = thresholds.max_utilisation_pct
+    out = []
+    for site in sites:
+        net = in_network(report, site.path, macs_per_cycle)
+        wasteful = net.mac_utilisation_pct < limit and net.share_pct >= thresholds.min_share_pct
+        out.append(Assessed(site, net, wasteful))
+    return out
+
+
+def graphs_to_measure(
+    assessed: Sequence[Assessed], thresholds: Thresholds, cost_all: bool
+) -> list[GraphSpec]:
+    """Every graph the advice will cost (flagged sites, or all), to compile in parallel
+    first: per site its current form, its replacements and its two frames."""
+    specs: list[GraphSpec] = []
+    for a in assessed:
+        if a.wasteful or cost_all:
+            forms = [a.site.form, *replacement_forms(a.site, thresholds.allow_smaller)]
+            specs += [FormGraph(a.site.slot, f) for f in forms]
+            specs += frames_of(a.site.slot)
+    return list(dict.fromkeys(specs))
+
+
+def block_cost(measure: Measure, graph: FormGraph) -> BlockCost:
+    """The form's sandwich cost minus the slot's producer and consumer frames."""
+    producer, consumer = frames_of(graph.slot)
+    return measure(graph).minus(measure(producer)).minus(measure(consumer))
+
+
+def advise_block(a: Assessed, measure: Measure | None, thresholds: Thresholds) -> BlockAdvice:
+    """Cost the site's replacements (when `measure` is given) and pick the fastest one that
+    saves at least `min_gain_pct` of the block's cycles in the network; flagged sites only."""
+    if measure is None:
+        return BlockAdvice(a.site, a.network, a.wasteful, None, (), None)
+    site = a.site
+    current = block_cost(measure, FormGraph(site.slot, site.form))
+    options = tuple(
+        Option(f, block_cost(measure, FormGraph(site.slot, f)), _params(site, f))
+        for f in replacement_forms(site, thresholds.allow_smaller)
+    )
+    ranked = sorted(options, key=lambda o: (o.cost.total_cycles, o.params, o.form.label()))
+    # The gain is a difference of two sandwiches, so the frames cancel; it must be a real
+    # share of what the block costs in this network (absolute table figures can even be
+    # negative on targets whose frames alone spill to DRAM, e.g. U65 at 112x112).
+    need = a.network.cycles * thresholds.min_gain_pct / 100
+    best = None
+    if ranked and a.wasteful:
+        gain = current.total_cycles - ranked[0].cost.total_cycles
+        best = ranked[0] if gain > 0 and gain >= need else None
+    return BlockAdvice(site, a.network, a.wasteful, current, options, best)
+
+
+def _params(site: Site, form: BlockForm) -> int:
+    return sum(p.numel() for p in build_form(site.slot, form).parameters())
+
+
+def make_advice(
+    *,
+    model: str,
+    target,
+    report: dict,
+    assessed: Sequence[Assessed],
+    skipped: Sequence[str],
+    thresholds: Thresholds,
+    measure: Measure,
+    cost_all: bool = False,
+) -> Advice:
+    """Cost the flagged sites (or all with `cost_all`) and pick their replacements."""
+    mpc = target.npu.macs_per_cycle
+    blocks = tuple(
+        advise_block(a, measure if (a.wasteful or cost_all) else None, thresholds) for a in assessed
+    )
+    return Advice(
+        model=model,
+        target=target.name,
+        clock_hz=target.npu.clock_hz,
+        network_cycles=int(report_metric(report, "cycles_total")),
+        network_utilisation_pct=in_network(report, None, mpc).mac_utilisation_pct,
+        thresholds=thresholds,
+        blocks=blocks,
+        skipped=tuple(skipped),
+    )

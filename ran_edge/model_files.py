@@ -1,0 +1,127 @@
+"""A rewritten PyTorch model saved so that `ran-edge build` can build it, and PyTorch rebuild it.
+
+`shrink` and `advise --apply` both end with a model that is the user's network with some
+blocks rewritten. `save_model_files(out=".../name.pt2")` writes four files side by side:
+
+- `name.pt2`: a `torch.export` program (eval mode, fixed input shape) that
+  `ran-edge build --model name.pt2` builds with no model code;
+- `name.json`: what was done and how to redo it (a format tag, the source model spec
+  and weights, the input shape, the tool's own record);
+- `name.state_dict.pt`: the rewritten model's state_dict;
+- `name.py`: `make_model()`, which calls the tool's rebuild function on `name.json`, so
+  `ran-edge build --model name.py:make_model` builds the real module with its module
+  paths (the per-module report then names each rewritten block; a .pt2 has none).
+
+Each file is written to a temporary name and renamed, so a failure leaves no half file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ran_edge.atomic import write_atomic
+from ran_edge.errors import UsageError
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    program: Path  # .pt2
+    description: Path  # .json
+    state_dict: Path  # .state_dict.pt
+    factory: Path  # .py with make_model()
+
+
+def model_paths(out: Path) -> ModelFiles:
+    """The four file names for an output path ending in .pt2 (checked before any work)."""
+    out = Path(out)
+    if out.suffix != ".pt2":
+        raise UsageError(
+            f"--out {out} must end in .pt2 (a torch.export program that `ran-edge build "
+            "--model` accepts); the .json, .state_dict.pt and .py files are written beside it."
+        )
+    return ModelFiles(
+        out, out.with_suffix(".json"), out.with_suffix(".state_dict.pt"), out.with_suffix(".py")
+    )
+
+
+def save_model_files(
+    module: nn.Module,
+    input_shape: tuple[int, ...],
+    out: Path,
+    description: dict[str, Any],
+    *,
+    format_tag: str,
+    rebuild: str,
+    title: str,
+) -> ModelFiles:
+    """Export `module` and write the four files. `rebuild` is "package.module:function",
+    a function taking the .json path and returning the module with its weights."""
+    files = model_paths(out)
+    module = module.eval()
+    program = torch.export.export(module, (torch.zeros(input_shape),))
+    files.program.parent.mkdir(parents=True, exist_ok=True)
+    tmp = files.program.with_name(f".{files.program.stem}.tmp.pt2")
+    torch.export.save(program, tmp)
+    tmp.replace(files.program)
+    tmp_state = files.state_dict.with_name(f".{files.state_dict.name}.tmp")
+    torch.save(module.state_dict(), tmp_state)
+    tmp_state.replace(files.state_dict)
+    payload = {
+        "format": format_tag,
+        **description,
+        "input_shape": list(input_shape),
+        "files": {"program": files.program.name, "state_dict": files.state_dict.name},
+    }
+    write_atomic(files.description, (json.dumps(payload, indent=2) + "\n").encode())
+    package, function = rebuild.split(":")
+    factory = _FACTORY.format(
+        title=title,
+        package=package,
+        function=function,
+        name=files.description.name,
+        shape=tuple(input_shape),
+    )
+    write_atomic(files.factory, factory.encode())
+    return files
+
+
+_FACTORY = '''"""{title}
+
+Build it with per-module figures: ran-edge build --model {{this file}}:make_model
+"""
+
+from pathlib import Path
+
+from {package} import {function}
+
+INPUT_SHAPE = {shape}
+
+
+def make_model():
+    return {function}(Path(__file__).with_name("{name}"))
+'''
+
+
+def read_description(path: Path, format_tag: str, what: str) -> dict[str, Any]:
+    """The .json written by `save_model_files`, checked to be of `format_tag`."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UsageError(f"cannot read {what} description {path}: {exc}") from None
+    if not isinstance(data, dict) or data.get("format") != format_tag:
+        raise UsageError(f"{path} is not a {what} description ({format_tag}).")
+    return data
+
+
+def load_state_dict(path: Path, data: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The state_dict named by a description, loaded with weights_only=True."""
+    return torch.load(
+        Path(path).with_name(data["files"]["state_dict"]), map_location="cpu", weights_only=True
+    )
