@@ -78,6 +78,12 @@ DEFAULT_TARGET = "ethos-u55-128"
     "--all", "cost_all", is_flag=True, help="Cost replacements for every block, not just flagged."
 )
 @click.option(
+    "--in-context",
+    is_flag=True,
+    help="Check each recommendation by compiling the whole network with it (one compile "
+    "per recommendation, plus one): savings measured in context, not from the table.",
+)
+@click.option(
     "--out",
     type=click.Path(path_type=Path),
     default=Path("build"),
@@ -123,6 +129,7 @@ def advise(
     min_gain,
     allow_smaller,
     cost_all,
+    in_context,
     out,
     cache_dir,
     workers,
@@ -142,7 +149,9 @@ def advise(
     Each flagged block's replacements (collapsed dense 3x3, or an inverted residual of
     kernel 3/5/7 and expansion 2/4/6 no smaller than now) and the block itself are
     compiled alone in the same 1x1-conv sandwich (cached in --cache-dir); the fastest
-    saving at least --min-gain is recommended. Blocks are inverted residuals
+    saving at least --min-gain is recommended; --in-context then measures each
+    recommendation's saving in the whole network (exact on U65, where the table alone
+    misses cache effects on neighbouring layers). Blocks are inverted residuals
     (ran_edge.blocks.InvertedResidual, zoo MobileNetV2 / EfficientNet-Lite blocks).
     \b
       ran-edge advise mobilenet_v2 --target ethos-u55-128
@@ -170,6 +179,7 @@ def advise(
             holdout=holdout,
             thresholds=thresholds,
             cost_all=cost_all,
+            in_context=in_context,
             out=out,
             cache_dir=cache_dir,
             workers=workers,

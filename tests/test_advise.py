@@ -12,6 +12,7 @@ import torch
 from conftest import BUILD_TARGETS, run_cli
 
 from ran_edge.advise.advice import (
+    Advice,
     Assessed,
     InNetwork,
     Thresholds,
@@ -19,6 +20,7 @@ from ran_edge.advise.advice import (
     assess,
     graphs_to_measure,
     in_network,
+    with_context,
 )
 from ran_edge.advise.apply import rebuild_advised
 from ran_edge.advise.forms import FormGraph, replacement_forms
@@ -129,6 +131,21 @@ def test_gains_are_differences_so_negative_table_figures_still_decide_right():
     assert advice.best is None
 
 
+def test_in_context_savings_can_overrule_the_table():
+    site = Site("b", Slot(16, 16, 8, 1), BlockForm("ir", 3, 4.0, "ReLU6"), 0)
+    forms = replacement_forms(site, allow_smaller=False)
+    net = InNetwork(1000, 0, 10.0, 20.0)
+    cycles = {site.form: 1000, **{f: 1000 for f in forms}, forms[0]: 800}
+    block = advise_block(Assessed(site, net, True), _fake_measure(cycles), Thresholds())
+    advice = Advice("m", "t", 1e6, 5000, 10.0, Thresholds(), (block,), ())
+    assert advice.predicted_cycles == 4800
+    confirmed = with_context(advice, {"b": 600})
+    assert confirmed.blocks[0].best == block.best and confirmed.predicted_cycles == 4400
+    assert confirmed.table_predicted_fps == advice.predicted_fps
+    overruled = with_context(advice, {"b": 50})  # under 10% of the block's 1,000 cycles
+    assert overruled.blocks[0].best is None and overruled.predicted_cycles == 5000
+
+
 def test_in_network_figures_match_the_reports_own_module_rows(digits_build):
     report = digits_build.reports[BUILD_TARGETS[0]]
     target = resolve_target(BUILD_TARGETS[0])
@@ -205,7 +222,7 @@ def advised(trained_tiny_mbnet, tmp_path_factory):
         "advise", "tiny_mbnet", "--weights", weights, "--calib", calib,
         "--calib-samples", 1024, "--holdout", 64, "--min-share", 15, "--epochs", 6,
         "--out", folder / "build", "--cache-dir", folder / "cache", "--target", "ethos-u55-128",
-        "--apply", "--json", "-q",
+        "--in-context", "--apply", "--json", "-q",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout), trained_tiny_mbnet
@@ -218,6 +235,7 @@ def test_advice_flags_the_depthwise_heavy_blocks_and_collapses_them(advised):
     assert flagged == ["blocks.0", "blocks.3"]  # the two that take >= 15% of the cycles
     for path in flagged:
         b = blocks[path]
+        assert b["context_gain_cycles"] > 0 and b["gain_cycles"] == b["context_gain_cycles"]
         assert b["network"]["mac_utilisation_pct"] < 30 and b["network"]["share_pct"] >= 15
         assert b["recommended"] == "collapsed 3x3" and b["gain_cycles"] > 0
         # the sandwich-costed current block agrees with its rows in the network
@@ -230,7 +248,10 @@ def test_applied_network_is_as_fast_as_predicted_and_recovers(advised):
     data, digits = advised
     applied = data["applied"]
     assert applied["replaced"] == ["blocks.0", "blocks.3"]
-    assert abs(applied["prediction_error_pct"]) < 5.0  # table-based vs a full Vela compile
+    assert data["predicted"]["in_context"]
+    assert abs(applied["prediction_error_pct"]) < 2.0  # in-context savings vs Vela
+    table_error = (data["predicted"]["table_fps"] - applied["vela_fps"]) / applied["vela_fps"]
+    assert abs(table_error) < 0.05  # the cost table alone, each block in its sandwich
     assert applied["vela_fps"] > data["network"]["fps"]
     assert applied["agreement_after"] > applied["agreement_before"]
     assert applied["agreement_after"] >= 0.85

@@ -19,10 +19,11 @@ The predicted network after the advice is the report's total minus the summed ga
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ran_edge.advise.forms import FormGraph, build_form, replacement_forms
 from ran_edge.advise.sites import BlockForm, Site
+from ran_edge.hw.targets import Target
 from ran_edge.search.cost import BlockCost
 from ran_edge.search.graphs import GraphSpec, frames_of
 
@@ -78,12 +79,22 @@ class BlockAdvice:
     current: BlockCost | None  # table cost of the block as it is (costed sites only)
     options: tuple[Option, ...]
     best: Option | None  # None: keep the block
+    # the saving measured by compiling the whole network with this one replacement
+    # (`advise --in-context`); None when not measured
+    context_gain_cycles: int | None = None
 
     @property
-    def gain_cycles(self) -> int:
+    def table_gain_cycles(self) -> int:
         if self.best is None or self.current is None:
             return 0
         return self.current.total_cycles - self.best.cost.total_cycles
+
+    @property
+    def gain_cycles(self) -> int:
+        """The in-context saving when measured, else the cost table's."""
+        if self.best is not None and self.context_gain_cycles is not None:
+            return self.context_gain_cycles
+        return self.table_gain_cycles
 
 
 @dataclass(frozen=True)
@@ -112,6 +123,12 @@ class Advice:
     @property
     def predicted_fps(self) -> float:
         return self.clock_hz / max(self.predicted_cycles, 1)
+
+    @property
+    def table_predicted_fps(self) -> float:
+        """The prediction from the cost table alone (differs with --in-context)."""
+        cycles = self.network_cycles - sum(b.table_gain_cycles for b in self.recommended)
+        return self.clock_hz / max(cycles, 1)
 
 
 def report_metric(report: dict, name: str) -> float:
@@ -201,7 +218,7 @@ def _params(site: Site, form: BlockForm) -> int:
 def make_advice(
     *,
     model: str,
-    target,
+    target: Target,
     report: dict,
     assessed: Sequence[Assessed],
     skipped: Sequence[str],
@@ -224,3 +241,17 @@ def make_advice(
         blocks=blocks,
         skipped=tuple(skipped),
     )
+
+
+def with_context(advice: Advice, savings: dict[str, int]) -> Advice:
+    """`advice` with in-context savings: a recommendation stays only if its measured
+    saving still passes the gain rule (positive, at least `min_gain_pct` of the block)."""
+    blocks = []
+    for b in advice.blocks:
+        saving = savings.get(b.site.path)
+        if saving is not None:
+            need = b.network.cycles * advice.thresholds.min_gain_pct / 100
+            passes = saving > 0 and saving >= need
+            b = replace(b, context_gain_cycles=saving, best=b.best if passes else None)
+        blocks.append(b)
+    return replace(advice, blocks=tuple(blocks))

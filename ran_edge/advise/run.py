@@ -6,6 +6,8 @@ import copy
 from dataclasses import dataclass
 from pathlib import Path
 
+from torch import nn
+
 from ran_edge.advise.advice import (
     Advice,
     Thresholds,
@@ -16,7 +18,10 @@ from ran_edge.advise.advice import (
 )
 from ran_edge.advise.apply import Replacement, apply_replacements, save_advised
 from ran_edge.advise.sites import find_sites, replaceable_model
+from ran_edge.calib import CalibrationData
 from ran_edge.errors import UsageError
+from ran_edge.hw.targets import Target
+from ran_edge.models.loading import LoadedModel
 from ran_edge.pipeline import StageFn, build_or_reuse
 
 
@@ -31,6 +36,7 @@ class AdviseRequest:
     holdout: int = 16
     thresholds: Thresholds = Thresholds()
     cost_all: bool = False
+    in_context: bool = False
     out: Path = Path("build")
     cache_dir: Path = Path("build/cost-cache")
     workers: int | None = None
@@ -97,7 +103,8 @@ def run_advise(req: AdviseRequest, stage: StageFn) -> AdviseResult:
     assessed = assess(built.report, target.npu.macs_per_cycle, sites, req.thresholds)
     table = CostTable(target, req.cache_dir)
     specs = graphs_to_measure(assessed, req.thresholds, req.cost_all)
-    table.measure_all(specs, req.workers, label=f"cost replacements on {target.name}")
+    label = f"cost replacements on {target.name}"
+    table.measure_all(specs, req.workers, label, progress=req.progress)
     advice = make_advice(
         model=loaded.name,
         target=target,
@@ -108,6 +115,15 @@ def run_advise(req: AdviseRequest, stage: StageFn) -> AdviseResult:
         measure=table.measure,
         cost_all=req.cost_all,
     )
+    if req.in_context:
+        from ran_edge.advise.advice import with_context
+        from ran_edge.advise.context import context_savings
+
+        shape = tuple(loaded.input_shape)
+        savings = context_savings(
+            teacher, shape, advice.blocks, target, seed=req.seed, progress=req.progress
+        )
+        advice = with_context(advice, savings)
     report_path = str(built.out_dir / "report.json")
     if apply_out is None or not advice.recommended:
         return AdviseResult(advice, report_path, None, req.apply)
@@ -124,7 +140,16 @@ def _apply_out(req: AdviseRequest) -> Path:
     return req.out / f"{name}_advised" / f"{name}_advised.pt2"
 
 
-def _apply(req, loaded, data, teacher, advice: Advice, out: Path, target, stage) -> Applied:
+def _apply(
+    req: AdviseRequest,
+    loaded: LoadedModel,
+    data: CalibrationData,
+    teacher: nn.Module,
+    advice: Advice,
+    out: Path,
+    target: Target,
+    stage: StageFn,
+) -> Applied:
     from ran_edge.models import load_model
     from ran_edge.shrink.distill import TrainConfig, agreement, train_student
 

@@ -33,6 +33,8 @@ def _block_json(b: BlockAdvice) -> dict:
         ],
         "recommended": None if b.best is None else b.best.form.label(),
         "gain_cycles": b.gain_cycles,
+        "table_gain_cycles": b.table_gain_cycles,
+        "context_gain_cycles": b.context_gain_cycles,
     }
 
 
@@ -53,7 +55,12 @@ def advice_json(result: AdviseResult) -> dict:
             "fps": a.fps,
             "mac_utilisation_pct": a.network_utilisation_pct,
         },
-        "predicted": {"cycles_total": a.predicted_cycles, "fps": a.predicted_fps},
+        "predicted": {
+            "cycles_total": a.predicted_cycles,
+            "fps": a.predicted_fps,
+            "table_fps": a.table_predicted_fps,
+            "in_context": any(b.context_gain_cycles is not None for b in a.blocks),
+        },
         "blocks": [_block_json(b) for b in a.blocks],
         "skipped": list(a.skipped),
         "applied": applied,
@@ -102,8 +109,11 @@ def _table(a: Advice) -> Table:
         advice, saving, of_net = "", "", ""
         if b.best is not None:
             advice = f"[bold green]→ {b.best.form.label()}[/bold green]"
-            saving = f"{b.gain_cycles:,}"
+            saving = f"{b.gain_cycles:,}" + ("*" if b.context_gain_cycles is not None else "")
             of_net = f"{100.0 * b.gain_cycles / a.network_cycles:.1f}%"
+        elif b.context_gain_cycles is not None:
+            advice = "[yellow]keep: saves too little in context[/yellow]"
+            saving = f"{b.context_gain_cycles:,}"
         elif b.wasteful:
             advice = "[yellow]keep: nothing saves enough[/yellow]"
         flag = "[red]●[/red] " if b.wasteful else "  "
@@ -131,7 +141,7 @@ def _summary(a: Advice) -> list[str]:
     lines = [
         f"{len(a.blocks)} blocks, {flagged} flagged, {len(a.recommended)} with a replacement "
         f"saving >= {a.thresholds.min_gain_pct:g}% of the block (savings: cost table, "
-        "each form compiled alone in the same sandwich)."
+        "each form compiled alone in the same sandwich; * measured in the whole network)."
     ]
     if a.recommended:
         lines.append(

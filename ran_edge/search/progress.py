@@ -17,7 +17,10 @@ from rich.progress import (
 
 
 @contextlib.contextmanager
-def progress_bar(label: str, total: int) -> Iterator[Callable[[], None]]:
+def progress_bar(label: str, total: int, enabled: bool = True) -> Iterator[Callable[[], None]]:
+    if not enabled:  # --quiet: same call sites, nothing drawn
+        yield lambda: None
+        return
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),

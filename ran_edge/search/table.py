@@ -120,7 +120,9 @@ class CostTable:
         for slot, cand in missing:
             self.cost(slot, cand)  # every graph is cached now: only file reads
 
-    def measure_all(self, specs: list[GraphSpec], workers: int | None, label: str) -> None:
+    def measure_all(
+        self, specs: list[GraphSpec], workers: int | None, label: str, progress: bool = True
+    ) -> None:
         """Measure the graphs not cached yet, in parallel (spawned processes: torch and fork
         do not mix); cached ones are skipped so a warm call starts no process."""
         workers = workers or os.cpu_count() or 1
@@ -129,7 +131,7 @@ class CostTable:
             return
         from ran_edge.search.progress import progress_bar
 
-        with progress_bar(label, len(specs)) as advance:
+        with progress_bar(label, len(specs), progress) as advance:
             if workers == 1:
                 for spec in specs:
                     self.measure(spec)
