@@ -20,9 +20,13 @@ from rich.table import Table
 
 from ran_edge import __version__
 from ran_edge.cli_advise import advise as advise_command
-from ran_edge.cli_common import parse_input_shape as _parse_shape
-from ran_edge.cli_common import run_command, stderr
-from ran_edge.cli_common import stage_printer as _stage_printer
+from ran_edge.cli_common import (
+    DEFAULT_TARGET,
+    parse_input_shape,
+    run_command,
+    stage_printer,
+    stderr,
+)
 from ran_edge.cli_report import report as report_command
 from ran_edge.cli_search import search as search_command
 from ran_edge.cli_shrink import shrink as shrink_command
@@ -30,8 +34,6 @@ from ran_edge.errors import StageError, UsageError
 
 # Tables are wide; when output goes to a file or CI log, do not squeeze them to 80 columns.
 stdout = Console(width=None if sys.stdout.isatty() else 140)
-
-DEFAULT_TARGET = "ethos-u55-128"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -558,7 +560,7 @@ def build(
             ssh_options=ssh_options,
             connect_timeout=connect_timeout,
         )
-        shape = _parse_shape(input_shape)
+        shape = parse_input_shape(input_shape)
         if calib_samples is not None and calib_samples < 1:
             raise UsageError("--calib-samples must be at least 1.")
         cpu_targets = [t for t in targets_ if t.is_cpu]
@@ -568,7 +570,7 @@ def build(
                 "target. Build CPU targets without --firmware."
             )
         firmware_options = _firmware_options(**firmware_args) if firmware else None
-        with _stage_printer(not quiet) as stage:
+        with stage_printer(not quiet) as stage:
             with stage(f"load model {model_spec}"):
                 loaded = load_model(model_spec, weights=weights, input_shape=shape)
                 macs = count_macs(loaded.module, loaded.input_shape)
@@ -693,7 +695,7 @@ def profile(
                 "or a board's profile with --remote. Ethos-U targets are compiled, not run."
             )
         builds = []
-        with _stage_printer(not quiet) as stage:
+        with stage_printer(not quiet) as stage:
             for target in targets_:
                 builds.append(
                     _run_target(
@@ -846,7 +848,7 @@ def regress(baseline, config_path, reports, out, update, junit, as_json, quiet) 
 
         config = load_config(config_path)
         old, _tools = ({}, {}) if update else read_baseline(baseline)
-        with _stage_printer(not quiet) as stage:
+        with stage_printer(not quiet) as stage:
             current = (
                 read_reports(config, reports) if reports else build_reports(config, out, stage)
             )

@@ -19,9 +19,7 @@ from ran_edge.advise.advice import (
     DEFAULT_MIN_SHARE_PCT,
     Thresholds,
 )
-from ran_edge.cli_common import parse_input_shape, run_command, stage_printer
-
-DEFAULT_TARGET = "ethos-u55-128"
+from ran_edge.cli_common import DEFAULT_TARGET, parse_input_shape, run_command, stage_printer
 
 
 @click.command("advise")

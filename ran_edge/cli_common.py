@@ -15,6 +15,7 @@ from ran_edge.errors import RanEdgeError, UsageError
 from ran_edge.quiet import progress_stream
 
 stderr = Console(file=progress_stream())
+DEFAULT_TARGET = "ethos-u55-128"  # the target commands use when none is given
 
 
 def run_command(body: Callable[[], None]) -> None:

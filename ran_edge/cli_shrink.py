@@ -20,7 +20,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from ran_edge.cli_common import run_command
+from ran_edge.cli_common import DEFAULT_TARGET, run_command
 from ran_edge.errors import StageError, UsageError
 from ran_edge.quiet import progress_stream
 
@@ -86,7 +86,7 @@ DEFAULT_HOLDOUT = 64
     help="Merge a block only when this cost falls: MACs, or Vela cycles on --target.",
 )
 @click.option(
-    "--target", default="ethos-u55-128", show_default=True, help="Ethos-U target for --cost vela."
+    "--target", default=DEFAULT_TARGET, show_default=True, help="Ethos-U target for --cost vela."
 )
 @click.option(
     "--out",
@@ -177,9 +177,10 @@ class _Options:
                 f"{spec} is an exported graph; shrinking needs the PyTorch module. Pass a zoo "
                 "name or path/to/file.py:factory (with --weights)."
             )
-        name = Path(spec.split(":")[-1]).stem if ":" in spec else Path(spec).stem
-        out = Path(out) if out is not None else Path(f"{name}_shrunk.pt2")
+        from ran_edge.model_files import spec_stem
         from ran_edge.shrink.artifacts import shrunk_paths
+
+        out = Path(out) if out is not None else Path(f"{spec_stem(spec)}_shrunk.pt2")
 
         shrunk_paths(out)  # checks the suffix before any work
         return cls(ratio, remove, samples, _parse_shape(shape_text), out, seed)

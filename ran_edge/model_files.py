@@ -37,6 +37,12 @@ class ModelFiles:
     factory: Path  # .py with make_model()
 
 
+def spec_stem(spec: str) -> str:
+    """A model spec's short name for output files: the factory of `file.py:factory`, else
+    the zoo name or the file's stem."""
+    return Path(spec.split(":")[-1] if ":" in spec else spec).stem
+
+
 def model_paths(out: Path) -> ModelFiles:
     """The four file names for an output path ending in .pt2 (checked before any work)."""
     out = Path(out)

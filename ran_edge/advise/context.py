@@ -13,29 +13,23 @@ Savings of several replacements are still added as if independent.
 from __future__ import annotations
 
 import copy
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 
 from torch import nn
 
 from ran_edge.advise.advice import BlockAdvice
 from ran_edge.advise.apply import Replacement, apply_replacements
 from ran_edge.hw.targets import Target
-from ran_edge.hw.vela import run_vela
 from ran_edge.search.compiler import BlockCompiler, LiteRtCompiler
 from ran_edge.search.progress import progress_bar
+from ran_edge.search.table import vela_cost
 
 
 def network_cycles(
     model: nn.Module, input_shape: tuple[int, ...], target: Target, compiler: BlockCompiler
 ) -> int:
     """Vela's total cycles for `model` compiled whole on `target`."""
-    tflite = compiler.compile(model.eval(), input_shape)
-    with tempfile.TemporaryDirectory(prefix="ran-edge-advise-") as tmp:
-        path = Path(tmp) / "network.tflite"
-        path.write_bytes(tflite)
-        return run_vela(path, target, Path(tmp) / "vela").summary.cycles_total
+    return vela_cost(compiler.compile(model.eval(), input_shape), target).total_cycles
 
 
 def context_savings(

@@ -132,11 +132,11 @@ def run_advise(req: AdviseRequest, stage: StageFn) -> AdviseResult:
 
 
 def _apply_out(req: AdviseRequest) -> Path:
-    from ran_edge.model_files import model_paths
+    from ran_edge.model_files import model_paths, spec_stem
 
     if req.apply_out is not None:
         return model_paths(req.apply_out).program
-    name = req.model_spec.split(":")[-1] if ":" in req.model_spec else Path(req.model_spec).stem
+    name = spec_stem(req.model_spec)
     return req.out / f"{name}_advised" / f"{name}_advised.pt2"
 
 

@@ -32,6 +32,14 @@ def cost_key(spec: GraphSpec, target: Target, compiler: BlockCompiler) -> str:
     return content_key(graph_key(spec, compiler), target_fingerprint(target))
 
 
+def vela_cost(tflite: bytes, target: Target) -> BlockCost:
+    """Vela's figures for an int8 flatbuffer on `target`, compiled in a throwaway folder."""
+    with tempfile.TemporaryDirectory(prefix="ran-edge-cost-") as tmp:
+        model = Path(tmp) / "graph.tflite"
+        model.write_bytes(tflite)
+        return BlockCost.from_vela(run_vela(model, target, Path(tmp) / "vela"))
+
+
 def measure_graph(
     spec: GraphSpec, target: Target, cache: DiskCache, compiler: BlockCompiler
 ) -> BlockCost:
@@ -45,11 +53,7 @@ def measure_graph(
     if tflite is None:
         tflite = compiler.compile(build_graph(spec), spec.input_shape())
         cache.put_bytes("tflite", gkey, tflite)
-    with tempfile.TemporaryDirectory(prefix="ran-edge-cost-") as tmp:
-        model = Path(tmp) / "graph.tflite"
-        model.write_bytes(tflite)
-        result = run_vela(model, target, Path(tmp) / "vela")
-    cost = BlockCost.from_vela(result)
+    cost = vela_cost(tflite, target)
     cache.put_bytes("graphs", ckey, cost.to_json().encode())
     return cost
 
