@@ -9,11 +9,12 @@ TARGET ?= ethos-u55-128
 MODEL  ?= mobilenet_v2
 OUT    ?= build
 
-.PHONY: setup system-deps demo test firmware regress lint bench clean help
+.PHONY: setup system-deps demo test test-fast firmware regress lint bench clean help
 
 help:
 	@echo "make demo    - set up, then build the built-in MobileNetV2 for $(TARGET) and print its profile"
 	@echo "make test    - set up, then run the test suite"
+	@echo "make test-fast - set up, then run the suite without the slow tests (zoo, search, advise)"
 	@echo "make setup   - create $(VENV) with the pinned dependencies (requirements.lock)"
 	@echo "make lint    - ruff check + format check"
 	@echo "make firmware MODEL=mobilenet_v2 TARGET=ethos-u55-128 - C sources in $(OUT)/<model>/<target>/firmware/"
@@ -49,6 +50,10 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# The quick tier: everything but the tests marked slow (whole zoo networks, search, advise).
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
 
 # Incremental: a second run with the same model and target does no work.
 firmware: setup

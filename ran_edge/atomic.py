@@ -45,3 +45,32 @@ def staging_dir(final: Path) -> Iterator[Path]:
         final.rename(old)
     tmp.rename(final)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def check_writable_folder(folder: Path, option: str = "--out") -> None:
+    """Refuse an output folder we cannot write, before any work is done.
+
+    The folder may not exist yet: its nearest existing ancestor must be a folder we can
+    create files in (probed with a real temp file, since root passes `os.access` checks on
+    folders a read-only mount will still refuse).
+    """
+    from ran_edge.errors import UsageError
+
+    folder = Path(folder)
+    probe = folder
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        what = "is a file" if probe == folder else f"lies under {probe}, which is a file"
+        raise UsageError(f"{option} {folder} {what}; give a folder (it is created if missing).")
+    try:
+        fd, name = tempfile.mkstemp(prefix=".ran-edge-write-probe.", dir=probe)
+    except OSError as exc:
+        raise UsageError(
+            f"{option} {folder} is not writable ({exc.strerror or exc}); give a folder you can "
+            "write to."
+        ) from None
+    os.close(fd)
+    os.unlink(name)

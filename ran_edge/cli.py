@@ -19,7 +19,9 @@ from rich.console import Console
 from rich.table import Table
 
 from ran_edge import __version__
+from ran_edge.atomic import check_writable_folder
 from ran_edge.cli_advise import advise as advise_command
+from ran_edge.cli_check import check as check_command
 from ran_edge.cli_common import (
     DEFAULT_TARGET,
     parse_input_shape,
@@ -548,6 +550,7 @@ def build(
         )
 
         targets_ = resolve_targets(target_names or (DEFAULT_TARGET,))
+        check_writable_folder(out)
         plan = _cpu_plan(
             targets_,
             measure_all=False,
@@ -688,6 +691,7 @@ def profile(
         from ran_edge.pipeline import profile_tflite, resolve_targets
 
         targets_ = resolve_targets(target_names or (DEFAULT_TARGET,))
+        check_writable_folder(out)
         plan = _cpu_plan(targets_, measure_all=measure, **cpu_args)
         if measure and not any(t.is_cpu for t in targets_):
             raise UsageError(
@@ -829,7 +833,9 @@ def firmware(build_dir: Path, as_json: bool, **firmware_args) -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 def regress(baseline, config_path, reports, out, update, junit, as_json, quiet) -> None:
     """Gate CI on Vela estimates: compare cycles, inferences/s, memory and NPU-op share
-    of each model x target against a committed baseline.
+    of each model x target against a committed baseline; with `holdout = N` in the config,
+    also int8 fidelity (logit SQNR, top-1 agreement), against the baseline and against
+    absolute [floors].
 
     \b
     Exit 0: nothing worse than its tolerance (better, same, new or missing entries are
@@ -840,7 +846,7 @@ def regress(baseline, config_path, reports, out, update, junit, as_json, quiet) 
 
     def body() -> None:
         from ran_edge.regress.baseline import read_baseline, write_baseline
-        from ran_edge.regress.compare import compare
+        from ran_edge.regress.compare import compare, floor_violations
         from ran_edge.regress.config import load_config
         from ran_edge.regress.junit import write_junit
         from ran_edge.regress.measure import build_reports, read_reports
@@ -856,7 +862,7 @@ def regress(baseline, config_path, reports, out, update, junit, as_json, quiet) 
             write_baseline(baseline, current, tool_versions())
             stderr.print(f"[green]✓[/green] wrote {baseline} ({len(current)} entries)")
             return
-        deltas = compare(old, current, config.tolerance)
+        deltas = compare(old, current, config.tolerance) + floor_violations(current, config.floors)
         if junit:
             write_junit(junit, deltas)
         regressions = [d for d in deltas if d.regression]
@@ -876,8 +882,9 @@ def regress(baseline, config_path, reports, out, update, junit, as_json, quiet) 
         if regressions:
             names = ", ".join(sorted({f"{d.entry} {d.metric}" for d in regressions}))
             raise StageError(
-                f"{len(regressions)} metric(s) worse than their tolerance: {names}. "
-                "If the change is intended, run `ran-edge regress --update` and commit the baseline."
+                f"{len(regressions)} metric(s) worse than their tolerance or floor: {names}. "
+                "If the change is intended, run `ran-edge regress --update` and commit the "
+                "baseline (floors are set in the config's [floors])."
             )
 
     run_command(body)
@@ -890,8 +897,9 @@ def _print_deltas(deltas) -> None:
         "new": "cyan",
         "missing": "yellow",
         "same": "dim",
+        "below floor": "bold red",
     }
-    table = Table(title="Vela estimates vs baseline", title_justify="left")
+    table = Table(title="Vela estimates and int8 fidelity vs baseline", title_justify="left")
     for col in ("model@target", "metric", "baseline", "current", "change", "tolerance", "verdict"):
         table.add_column(
             col,
@@ -904,7 +912,7 @@ def _print_deltas(deltas) -> None:
             "-" if d.baseline is None else f"{d.baseline:,.6g}",
             "-" if d.current is None else f"{d.current:,.6g}",
             "-" if d.change_pct is None else f"{d.change_pct:+.2f}%",
-            f"{d.tolerance_pct:g}%",
+            "floor" if d.verdict == "below floor" else f"{d.tolerance_pct:g}%",
             f"[{styles[d.verdict]}]{d.verdict}[/]",
         )
     stdout.print(table)
@@ -1010,6 +1018,7 @@ def _machine_label() -> str:
 
 
 main.add_command(advise_command)
+main.add_command(check_command)
 main.add_command(report_command)
 main.add_command(shrink_command)
 main.add_command(search_command)

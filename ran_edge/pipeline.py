@@ -26,15 +26,18 @@ from ran_edge.atomic import staging_dir, write_atomic
 from ran_edge.convert.export import export_float_tflite
 from ran_edge.convert.fidelity import Fidelity, measure_fidelity
 from ran_edge.convert.quantize import quantize_int8
-from ran_edge.convert.tflite_info import TfliteInfo, inspect_tflite, npu_gate_problems
+from ran_edge.convert.tflite_info import TfliteInfo, inspect_tflite
 from ran_edge.errors import StageError, UsageError
 from ran_edge.firmware.tflm_check import TflmCheck, tflm_reference_check
 from ran_edge.hw.attribution import ModuleIndex
 from ran_edge.hw.cpu_profile import CpuProfile, MeasureOptions, profile_cpu
 from ran_edge.hw.ethos_u import EthosUProfile, profile_ethos_u
 from ran_edge.hw.measure_runner import Progress
+from ran_edge.hw.npu_gate import NpuVerdict, judge
 from ran_edge.hw.system_cost import system_cost
 from ran_edge.hw.targets import Target, resolve_target
+from ran_edge.hw.vela import VelaCrash
+from ran_edge.hw.vela_crash import crash_report
 from ran_edge.report.json_report import ModelFacts, build_cpu_report, build_report, dumps
 
 DEFAULT_MODEL = "mobilenet_v2"
@@ -241,21 +244,20 @@ def convert_model(
     )
 
 
-def _gate(converted: ConvertedModel, profile: EthosUProfile, allow_cpu: bool) -> None:
-    problems = npu_gate_problems(converted.info)
-    fallbacks = profile.cpu_fallbacks
-    if allow_cpu or (not problems and profile.vela.cpu_ops == 0):
-        return
-    lines = [f"  - {p}" for p in problems]
-    lines += [f"  - {f.op_type} ({f.name[-60:]}): {f.reason}" for f in fallbacks]
-    if profile.vela.cpu_ops and not fallbacks:
-        lines.append(f"  - Vela placed {profile.vela.cpu_ops} op(s) on the CPU")
-    raise StageError(
-        f"{converted.facts.name} is not fully int8 and NPU-mapped on {profile.target.name}:\n"
-        + "\n".join(lines)
-        + "\nFix: replace those ops with NPU-supported ones (see Vela's SUPPORTED_OPS), "
-        "or pass --allow-cpu-fallback to build and report anyway."
-    )
+def _gate(converted: ConvertedModel, profile: EthosUProfile, allow_cpu: bool) -> NpuVerdict:
+    """Vela's verdict on this build; a StageError naming each CPU op's module and fix."""
+    verdict = judge(converted.info, profile.vela, converted.modules, profile.target.name)
+    if not verdict.passed and not allow_cpu:
+        raise StageError(verdict.message(converted.facts.name))
+    return verdict
+
+
+def _compile(int8_path: Path, target: Target, tmp: Path, final: Path, modules) -> EthosUProfile:
+    """Vela for one target; on a Vela crash keep the model in `failed/` so the repro works."""
+    try:
+        return profile_ethos_u(int8_path, target, tmp, modules)
+    except VelaCrash as crash:
+        raise StageError(crash_report(crash, int8_path, target, final)) from None
 
 
 def build_target(
@@ -279,8 +281,8 @@ def build_target(
         float_path, int8_path = tmp / f"{name}_float.tflite", tmp / f"{name}_int8.tflite"
         write_atomic(float_path, converted.float_tflite)
         write_atomic(int8_path, converted.int8_tflite)
-        profile = profile_ethos_u(int8_path, target, tmp, converted.modules)
-        _gate(converted, profile, allow_cpu_fallback)
+        profile = _compile(int8_path, target, tmp, final, converted.modules)
+        verdict = _gate(converted, profile, allow_cpu_fallback)
         system = system_cost(profile, converted.int8_tflite)
         artifacts = {
             "float_tflite": float_path.name,
@@ -302,6 +304,7 @@ def build_target(
             module_depth=module_depth,
             inputs_sha256=fingerprint,
             system=system,
+            verdict=verdict,
         )
         write_atomic(tmp / REPORT_FILE, dumps(report).encode())
     return TargetBuild(target, _relocate(profile, tmp, final), report, final)
@@ -421,7 +424,7 @@ def profile_tflite(
     with staging_dir(final) as tmp:
         model_copy = tmp / path.name
         write_atomic(model_copy, data)
-        profile = profile_ethos_u(model_copy, target, tmp, None)
+        profile = _compile(model_copy, target, tmp, final, None)
         system = system_cost(profile, data)
         facts = ModelFacts(name, str(path), info.inputs[0].shape, None, None, "from .tflite")
         report = build_report(

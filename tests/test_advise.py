@@ -33,6 +33,9 @@ from ran_edge.search.cost import BlockCost
 from ran_edge.search.graphs import FrameGraph
 from ran_edge.search.space import Slot
 
+# Minutes of real conversions and Vela runs: the full suite only (`make test-fast` skips).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_torch_thread(one_torch_thread):

@@ -25,6 +25,9 @@ from ran_edge.search import (
 )
 from ran_edge.search.space import Arch
 
+# Minutes of real conversions and Vela runs: the full suite only (`make test-fast` skips).
+pytestmark = pytest.mark.slow
+
 SLOT = Slot(cin=32, cout=32, size=16, stride=1)
 K3 = Candidate("ir", kernel=3, expand=2)
 K7 = Candidate("ir", kernel=7, expand=2)

@@ -19,6 +19,9 @@ from ran_edge.shrink import (
 )
 from ran_edge.shrink.distill import pick_device
 
+# Minutes of real conversions and Vela runs: the full suite only (`make test-fast` skips).
+pytestmark = pytest.mark.slow
+
 SHAPE = (1, 1, 32, 32)
 REMOVED = ("blocks.1", "blocks.2", "blocks.4")
 

@@ -21,6 +21,9 @@ from ran_edge.models import (
     load_model,
 )
 
+# Whole zoo networks built and counted: the full suite only (`make test-fast` skips).
+pytestmark = pytest.mark.slow
+
 ZOO = {
     "mobilenet_v2",
     "mobilenet_v2_075",

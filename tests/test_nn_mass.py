@@ -17,6 +17,9 @@ from ran_edge.search import BlockCost
 from ran_edge.search.nn_mass import find_blocks, network_mass, network_nn_mass
 from ran_edge.search.search import Space, genome_of
 
+# Minutes of real conversions and Vela runs: the full suite only (`make test-fast` skips).
+pytestmark = pytest.mark.slow
+
 SHAPE = (1, 3, 64, 64)  # block structure does not depend on the resolution
 
 

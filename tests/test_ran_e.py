@@ -8,6 +8,9 @@ import torch
 from ran_edge.models import count_macs, count_params, create_model
 from ran_edge.models.ran_e import GROUND_TRUTH, SUBNETWORK_C, CollapsedRanE
 
+# Minutes of real conversions and Vela runs: the full suite only (`make test-fast` skips).
+pytestmark = pytest.mark.slow
+
 # Published: RAN-e-GT about 4.5M parameters / 434M MACs, SubNetwork-C about 4.7M / 488M;
 # ResNet-18 11.69M / 1.81G; RepVGG-A0 (deploy) 8.30M / 1.36G.
 PUBLISHED = {

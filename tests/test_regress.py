@@ -11,6 +11,7 @@ from conftest import run_cli
 
 from ran_edge.errors import UsageError
 from ran_edge.regress.baseline import read_baseline
+from ran_edge.regress.config import load_config
 
 NET = """
 import torch
@@ -142,3 +143,30 @@ def test_cli_reports_a_broken_baseline_with_exit_2(gate):
     result = run()
     assert result.exit_code == 2
     assert "not valid JSON" in result.stderr and "--update" in result.stderr
+
+
+@pytest.mark.parametrize(("floor", "exit_code"), [(5.0, 0), (99.0, 1)])
+def test_int8_fidelity_is_gated_against_floors(tmp_path, digits_build, floor, exit_code):
+    """With `holdout`, the gate reads each report's SQNR and top-1 agreement too."""
+    config = tmp_path / "regress.toml"
+    config.write_text(
+        f"holdout = 48\n[floors]\nsqnr = {floor}\ntop1_agreement = 90.0\n"
+        '[[models]]\nname = "digits_net_make_net"\ntargets = ["ethos-u55-128"]\n'
+    )
+    baseline = tmp_path / "baseline.json"
+    common = ("--config", config, "--baseline", baseline, "--reports", digits_build.out, "-q")
+    assert run_cli("regress", *common, "--update").exit_code == 0
+    entry = read_baseline(baseline)[0]["digits_net_make_net@ethos-u55-128"]
+    assert entry["sqnr"] > 5.0 and entry["top1_agreement"] >= 90.0
+    result = run_cli("regress", *common, "--json")
+    assert result.exit_code == exit_code, result.output
+    if exit_code:
+        assert "digits_net_make_net@ethos-u55-128 sqnr" in " ".join(result.stderr.split())
+        assert "floor" in result.stderr
+
+
+def test_gating_fidelity_without_holdout_is_refused(tmp_path):
+    config = tmp_path / "regress.toml"
+    config.write_text('[floors]\nsqnr = 25\n[[models]]\nname = "m"\ntargets = ["ethos-u55-128"]\n')
+    with pytest.raises(UsageError, match="holdout"):
+        load_config(config)

@@ -39,6 +39,9 @@ from ran_edge.search.search import (
 from ran_edge.search.space import HEAD, STEM, Arch, build_network, ran_e_slots
 from ran_edge.search.table import cost_key
 
+# Minutes of real conversions and Vela runs: the full suite only (`make test-fast` skips).
+pytestmark = pytest.mark.slow
+
 RES = 64
 TARGET = "ethos-u55-256"
 

@@ -11,6 +11,9 @@ from ran_edge.models import load_model
 from ran_edge.pipeline import build_target, convert_model
 from ran_edge.report.metrics import metric_value
 
+# Minutes of real conversions and Vela runs: the full suite only (`make test-fast` skips).
+pytestmark = pytest.mark.slow
+
 FAMILY_REPRESENTATIVES = ("mobilenet_v2_035", "efficientnet_lite0")
 TARGETS = [t.name for t in list_targets() if t.is_npu]
 

@@ -1,7 +1,9 @@
 """What a .tflite holds: I/O tensors with quantization, and the operator list.
 
-Read through the LiteRT interpreter (no schema code of our own), and used for the gate
-every Ethos-U build must pass: int8 in and out, no layout or (de)quantize op left.
+Read through the LiteRT interpreter without its default delegates (so the op list is the
+model's own, with no XNNPACK `DELEGATE` node), and used for what the Ethos-U gate checks
+before Vela: int8 in and out, no float op left by the quantizer. Placement is Vela's call
+(ran_edge.hw.npu_gate).
 """
 
 from __future__ import annotations
@@ -12,9 +14,6 @@ from pathlib import Path
 import numpy as np
 
 from ran_edge.errors import UsageError
-
-# Vela keeps these on the CPU (TRANSPOSE maps only for H/W swaps; float (de)quantize never).
-CPU_BOUND_OPS = frozenset({"TRANSPOSE", "QUANTIZE", "DEQUANTIZE"})
 
 
 @dataclass(frozen=True)
@@ -32,6 +31,7 @@ class TfliteInfo:
     outputs: tuple[TensorInfo, ...]
     op_types: tuple[str, ...]
     float_op_types: tuple[str, ...]  # ops with a float32 output: not fully int8
+    float_op_names: tuple[str, ...] = ()  # their output tensors' names, in the same order
 
     @property
     def int8_io(self) -> bool:
@@ -49,12 +49,20 @@ def _tensor(detail: dict) -> TensorInfo:
     )
 
 
-def make_interpreter(model: bytes, num_threads: int = 1):
-    """A LiteRT interpreter over `model`, tensors allocated; UsageError if it is not TFLite."""
-    from ai_edge_litert.interpreter import Interpreter
+def make_interpreter(model: bytes, num_threads: int = 1, *, delegates: bool = True):
+    """A LiteRT interpreter over `model`, tensors allocated; UsageError if it is not TFLite.
 
+    `delegates=False` keeps XNNPACK out, so the op listing is the model's own operators.
+    """
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    resolver = (
+        OpResolverType.AUTO if delegates else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    )
     try:
-        interpreter = Interpreter(model_content=model, num_threads=num_threads)
+        interpreter = Interpreter(
+            model_content=model, num_threads=num_threads, experimental_op_resolver_type=resolver
+        )
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise UsageError(
@@ -65,19 +73,20 @@ def make_interpreter(model: bytes, num_threads: int = 1):
 
 
 def inspect_tflite(model: bytes) -> TfliteInfo:
-    interpreter = make_interpreter(model)
+    interpreter = make_interpreter(model, delegates=False)
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
     ops = interpreter._get_ops_details()  # noqa: SLF001 - the only op listing LiteRT offers
-    float_ops = tuple(
-        op["op_name"]
+    float_ops = [
+        op
         for op in ops
         if any(i in tensors and np.dtype(tensors[i]["dtype"]) == np.float32 for i in op["outputs"])
-    )
+    ]
     return TfliteInfo(
         inputs=tuple(_tensor(d) for d in interpreter.get_input_details()),
         outputs=tuple(_tensor(d) for d in interpreter.get_output_details()),
         op_types=tuple(op["op_name"] for op in ops),
-        float_op_types=float_ops,
+        float_op_types=tuple(op["op_name"] for op in float_ops),
+        float_op_names=tuple(str(tensors[int(op["outputs"][0])]["name"]) for op in float_ops),
     )
 
 
@@ -95,14 +104,18 @@ def read_tflite(path: Path) -> bytes:
 
 
 def npu_gate_problems(info: TfliteInfo) -> list[str]:
-    """Why this int8 model is not ready for a fully NPU-mapped Ethos-U build (empty: ready)."""
+    """What Vela cannot judge for us (empty: the model is fully int8).
+
+    int8 input and output, and no float op the quantizer left behind. Whether each op maps
+    to the NPU is Vela's verdict, not a list of op names (ran_edge.hw.npu_gate).
+    """
     problems = []
     for t in (*info.inputs, *info.outputs):
         if t.dtype != "int8":
             problems.append(f"I/O tensor {t.name!r} is {t.dtype}, not int8")
-    bad = sorted(set(info.op_types) & CPU_BOUND_OPS)
-    if bad:
-        problems.append(f"the graph holds {', '.join(bad)}, which Ethos-U runs on the CPU")
     if info.float_op_types:
-        problems.append(f"float32 ops remain: {', '.join(sorted(set(info.float_op_types)))}")
+        problems.append(
+            f"float32 ops remain after quantization: {', '.join(sorted(set(info.float_op_types)))}"
+            " (the quantizer left them float; see `ran-edge check` for their modules)"
+        )
     return problems

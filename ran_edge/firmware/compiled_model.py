@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-ETHOS_U_CUSTOM_OP = "ethos-u"
+from ran_edge.hw.placement import placed_ops
 
 
 @dataclass(frozen=True)
@@ -25,13 +25,6 @@ class CompiledModel:
     cpu_ops: tuple[str, ...]  # TFLM builtin ops the firmware must register, sorted
 
 
-def _builtin_name(code: int) -> str:
-    from tflite_micro.python.tflite_micro import schema_fb
-
-    names = {v: k for k, v in vars(schema_fb.BuiltinOperator).items() if isinstance(v, int)}
-    return names.get(code, f"BUILTIN_{code}")
-
-
 def read_compiled_model(path: Path) -> CompiledModel:
     """Parse the flatbuffer with the schema TFLM ships (no interpreter: `ethos-u` is custom)."""
     from tflite_micro.python.tflite_micro import runtime
@@ -40,15 +33,9 @@ def read_compiled_model(path: Path) -> CompiledModel:
     model = runtime.convert_bytearray_to_object(bytearray(data))
     graph = model.subgraphs[0]
     sizes = {t.name.decode(): int(np.prod(t.shape)) for t in graph.tensors}
-    cpu_ops: set[str] = set()
-    npu_ops = 0
-    for op in graph.operators:
-        code = model.operatorCodes[op.opcodeIndex]
-        if code.customCode and code.customCode.decode() == ETHOS_U_CUSTOM_OP:
-            npu_ops += 1
-        else:
-            builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
-            cpu_ops.add(_builtin_name(builtin))
+    placed = placed_ops(data)
+    cpu_ops = {op.op_type for op in placed if not op.on_npu}
+    npu_ops = sum(op.on_npu for op in placed)
     return CompiledModel(
         size_bytes=len(data),
         scratch_bytes=sizes.get("scratch", 0),

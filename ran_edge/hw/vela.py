@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ran_edge.errors import StageError
+from ran_edge.hw.placement import PlacedOp
+from ran_edge.hw.placement import cpu_ops as cpu_placed_ops
 
 if TYPE_CHECKING:
     from ran_edge.hw.targets import Target
@@ -115,7 +117,12 @@ class CpuFallback:
 
 @dataclass(frozen=True)
 class VelaResult:
-    """Everything one Vela compile produced, parsed, plus where the files are."""
+    """Everything one Vela compile produced, parsed, plus where the files are.
+
+    `cpu_fallbacks` are the ops left on the CPU in Vela's compiled model, with Vela's reason;
+    `folded_warnings` are warnings Vela printed about ops it then folded away or mapped after
+    all (a Keras flatten's SHAPE/STRIDED_SLICE/PACK): not CPU work, kept for the log.
+    """
 
     summary: VelaSummary
     layers: tuple[VelaLayer, ...]
@@ -127,6 +134,15 @@ class VelaResult:
     per_layer_csv: Path
     log: Path
     command: tuple[str, ...]
+    folded_warnings: tuple[CpuFallback, ...] = ()
+
+
+class VelaCrash(StageError):
+    """Vela died (a signal, or exit without output): a compiler fault, not the user's."""
+
+    def __init__(self, message: str, returncode: int) -> None:
+        super().__init__(message)
+        self.returncode = returncode
 
 
 def vela_command(model: Path, target: Target) -> list[str]:
@@ -146,16 +162,30 @@ def vela_command(model: Path, target: Target) -> list[str]:
     ]
 
 
-def run_vela(model: Path, target: Target, output_dir: Path) -> VelaResult:
-    """Compile `model` for `target` into `output_dir` (created; should be empty) and parse it."""
+def run_vela(
+    model: Path, target: Target, output_dir: Path, *, timeout_s: float | None = None
+) -> VelaResult:
+    """Compile `model` for `target` into `output_dir` (created; should be empty) and parse it.
+
+    Raises VelaCrash when Vela dies, StageError when it refuses the model.
+    """
     output_dir.mkdir(parents=True, exist_ok=True)
     # Run inside the output folder with relative paths, so logs hold no temp-folder names.
     model_arg = Path(os.path.relpath(model.resolve(), output_dir.resolve()))
     command = vela_command(model_arg, target)
-    proc = subprocess.run(command, capture_output=True, text=True, check=False, cwd=output_dir)
+    proc = subprocess.run(
+        command, capture_output=True, text=True, check=False, cwd=output_dir, timeout=timeout_s
+    )
     log = output_dir / VELA_LOG
     text = proc.stdout + proc.stderr
     log.write_text(text)
+    if proc.returncode < 0 or (proc.returncode != 0 and not text.strip()):
+        how = f"signal {-proc.returncode}" if proc.returncode < 0 else "no output"
+        raise VelaCrash(
+            f"Vela {vela_version()} crashed on {model.name} for {target.name} ({how}): a "
+            "compiler fault, not a problem with the model or the profile",
+            proc.returncode,
+        )
     if proc.returncode != 0:
         raise StageError(
             f"Vela failed on {model.name} for target {target.name} (exit {proc.returncode}): "
@@ -179,18 +209,37 @@ def parse_vela_output(
             f"optimised model: {optimised.is_file()}). Use one output folder per target."
         )
     npu_ops, cpu_ops = parse_op_counts(stdout)
+    on_cpu, folded = split_fallbacks(parse_cpu_fallbacks(stdout), cpu_placed_ops(optimised))
     return VelaResult(
         summary=parse_summary_csv(summaries[0]),
         layers=tuple(parse_per_layer_csv(per_layer)),
         npu_ops=npu_ops,
         cpu_ops=cpu_ops,
-        cpu_fallbacks=tuple(parse_cpu_fallbacks(stdout)),
+        cpu_fallbacks=on_cpu,
         optimised_model=optimised,
         summary_csv=summaries[0],
         per_layer_csv=per_layer,
         log=log or output_dir / VELA_LOG,
         command=command,
+        folded_warnings=folded,
     )
+
+
+def split_fallbacks(
+    warned: list[CpuFallback], left_on_cpu: tuple[PlacedOp, ...]
+) -> tuple[tuple[CpuFallback, ...], tuple[CpuFallback, ...]]:
+    """(ops really on the CPU, with Vela's reason; warnings about ops Vela folded away).
+
+    The compiled model decides: an op left beside the `ethos-u` ops runs on the CPU, with
+    the reason from Vela's warning of the same output name when it printed one.
+    """
+    reasons = {w.name: w for w in warned}
+    on_cpu = tuple(
+        reasons.get(op.name) or CpuFallback(op.op_type, op.name, "placed on the CPU by Vela")
+        for op in left_on_cpu
+    )
+    kept = {op.name for op in left_on_cpu}
+    return on_cpu, tuple(w for w in warned if w.name not in kept)
 
 
 def parse_summary_csv(path: Path) -> VelaSummary:
@@ -278,9 +327,11 @@ def parse_per_layer_csv(path: Path) -> list[VelaLayer]:
 
 
 _OP_COUNT = re.compile(r"^(CPU|NPU) operators = (\d+)", re.MULTILINE)
+# A warning, then its "Reason: ..." lines and the constraint text Vela prints under them,
+# up to the next blank line.
 _FALLBACK = re.compile(
     r"^Warning \(supported operators\) operator: (?P<op>[A-Z0-9_]+), ofm: '(?P<name>.*)'\n"
-    r"(?P<reasons>(?:Reason: .*\n?)+)",
+    r"(?P<reasons>(?:Reason: .*\n?)(?:(?!Warning \(|#)\S.*\n?)*)",
     re.MULTILINE,
 )
 
@@ -298,9 +349,9 @@ def parse_cpu_fallbacks(stdout: str) -> list[CpuFallback]:
     found = []
     for match in _FALLBACK.finditer(stdout):
         reasons = [
-            line.removeprefix("Reason: ").strip()
+            " ".join(line.removeprefix("Reason: ").split())
             for line in match["reasons"].splitlines()
-            if line.startswith("Reason: ")
+            if line.strip()
         ]
         found.append(CpuFallback(match["op"], match["name"], "; ".join(reasons)))
     return found

@@ -75,6 +75,7 @@ def load_model(
     if weights is not None:
         _load_weights(loaded.module, Path(weights), loaded.name)
     _set_eval(loaded.module)
+    _check_finite(loaded)
     _check_forward(loaded)
     return loaded
 
@@ -468,6 +469,27 @@ def _first_keys(keys: list[str]) -> str:
 def _set_eval(module: nn.Module) -> None:
     with suppress(NotImplementedError):  # torch.export GraphModule: mode fixed at export
         module.eval()
+
+
+def _check_finite(loaded: LoadedModel) -> None:
+    """NaN or Inf in a weight poisons every later stage with errors that blame the wrong thing."""
+    state = loaded.module.state_dict()
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = tensor.numel() - int(torch.isfinite(tensor).sum())
+            kinds = [
+                k
+                for k, present in (
+                    ("NaN", bool(torch.isnan(tensor).any())),
+                    ("Inf", bool(torch.isinf(tensor).any())),
+                )
+                if present
+            ]
+            raise UsageError(
+                f"model {loaded.name}: parameter {key} holds {'/'.join(kinds)} "
+                f"({bad} of {tensor.numel()} values). Fix the training run or checkpoint "
+                "(a diverged run writes NaN) and save the weights again."
+            )
 
 
 def _check_forward(loaded: LoadedModel) -> None:

@@ -15,12 +15,12 @@ class Delta:
     baseline: float | None
     current: float | None
     tolerance_pct: float
-    verdict: str  # "better", "worse", "same", "new", "missing"
+    verdict: str  # "better", "worse", "same", "new", "missing", "below floor"
     change_pct: float | None
 
     @property
     def regression(self) -> bool:
-        return self.verdict == "worse"
+        return self.verdict in ("worse", "below floor")
 
 
 def _change_pct(baseline: float, current: float) -> float:
@@ -51,3 +51,14 @@ def compare(baseline: Figures, current: Figures, tolerance) -> list[Delta]:
                 verdict = "better" if improved else "worse"
             deltas.append(Delta(entry, metric, old[metric], new[metric], tol, verdict, change))
     return deltas
+
+
+def floor_violations(current: Figures, floors: dict[str, float]) -> list[Delta]:
+    """Absolute minimums (e.g. SQNR >= 25 dB), whatever the baseline says."""
+    found = []
+    for entry in sorted(current):
+        for metric, floor in sorted(floors.items()):
+            value = current[entry].get(metric)
+            if value is not None and value < floor:
+                found.append(Delta(entry, metric, floor, value, 0.0, "below floor", None))
+    return found

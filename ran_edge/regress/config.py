@@ -17,7 +17,12 @@ DIRECTIONS: dict[str, bool] = {
     "off_chip_flash_used": False,
     "dram_used": False,
     "npu_op_share": True,
+    # int8 fidelity on the held-out samples (needs `holdout` > 0 and trained weights to mean
+    # anything): logit SQNR in dB, top-1 agreement with the float model in %.
+    "sqnr": True,
+    "top1_agreement": True,
 }
+FIDELITY_METRICS = frozenset({"sqnr", "top1_agreement"})
 DEFAULT_TOLERANCE_PCT = 1.0
 
 
@@ -37,6 +42,8 @@ class GateConfig:
     tolerances_pct: dict[str, float] = field(default_factory=dict)
     calib_samples: int = 16
     source: Path | None = None
+    holdout: int = 0  # held-out samples per model: > 0 measures (and gates) int8 fidelity
+    floors: dict[str, float] = field(default_factory=dict)  # absolute minimums, any baseline
 
     def tolerance(self, metric: str) -> float:
         return self.tolerances_pct.get(metric, DEFAULT_TOLERANCE_PCT)
@@ -62,6 +69,18 @@ def load_config(path: Path) -> GateConfig:
         )
     if any(not isinstance(v, int | float) or v < 0 for v in tolerances.values()):
         raise _bad(path, "tolerances are non-negative percentages")
+    floors = data.get("floors", {})
+    if sorted(set(floors) - set(DIRECTIONS)):
+        raise _bad(path, f"unknown metric(s) in [floors]; known: {', '.join(DIRECTIONS)}")
+    if any(not DIRECTIONS[m] for m in floors):
+        raise _bad(path, "[floors] are minimums, for metrics where higher is better")
+    if any(not isinstance(v, int | float) for v in floors.values()):
+        raise _bad(path, "floors are numbers (dB for sqnr, % for top1_agreement)")
+    holdout = data.get("holdout", 0)
+    if not isinstance(holdout, int) or holdout < 0:
+        raise _bad(path, "holdout is a number of samples (0 or more)")
+    if (floors.keys() | tolerances.keys()) & FIDELITY_METRICS and holdout == 0:
+        raise _bad(path, "gating sqnr or top1_agreement needs `holdout = N` (N > 0) samples")
     models = []
     for i, entry in enumerate(data.get("models", [])):
         if "name" not in entry or "targets" not in entry:
@@ -84,4 +103,6 @@ def load_config(path: Path) -> GateConfig:
         tolerances_pct={k: float(v) for k, v in tolerances.items()},
         calib_samples=int(data.get("calib_samples", 16)),
         source=path,
+        holdout=holdout,
+        floors={k: float(v) for k, v in floors.items()},
     )

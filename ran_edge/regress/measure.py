@@ -9,16 +9,19 @@ from pathlib import Path
 
 from ran_edge.errors import UsageError
 from ran_edge.regress.baseline import Figures, entry_key
-from ran_edge.regress.config import DIRECTIONS, GateConfig
+from ran_edge.regress.config import DIRECTIONS, FIDELITY_METRICS, GateConfig
 from ran_edge.report.metrics import metric_value
 
 REPORT = "report.json"
 
 
 def figures_from_report(report: dict) -> dict[str, float]:
+    """The gated figures of one report: Vela's, and int8 fidelity when it was measured."""
+    fidelity = (report.get("fidelity") or {}).get("metrics", [])
     found = {}
     for metric in DIRECTIONS:
-        value = metric_value(report["metrics"], metric)
+        source = fidelity if metric in FIDELITY_METRICS else report["metrics"]
+        value = metric_value(source, metric)
         if value is not None:
             found[metric] = float(value)
     return found
@@ -60,7 +63,10 @@ def build_reports(config: GateConfig, out: Path, stage: Callable) -> Figures:
             loaded = load_model(case.spec, weights=case.weights, input_shape=case.input_shape)
             loaded = replace(loaded, name=case.name)  # the entry's label names the folder
             calib = load_calibration(
-                case.calib, loaded.input_shape, num_samples=config.calib_samples, holdout=0
+                case.calib,
+                loaded.input_shape,
+                num_samples=config.calib_samples,
+                holdout=config.holdout,
             )
         converted = None
         for target in targets:

@@ -112,14 +112,21 @@ def summary_table(report: dict) -> Table:
 def fallback_table(report: dict) -> Table | None:
     if not report["cpu_fallbacks"]:
         return None
-    table = Table(title="ops on the CPU (Vela's reason)", title_justify="left")
+    table = Table(
+        title="ops Vela leaves on the CPU (its reason, and the fix)", title_justify="left"
+    )
     table.add_column("op")
-    table.add_column("tensor")
-    table.add_column("reason")
+    table.add_column("PyTorch module")
+    table.add_column("Vela's reason", overflow="fold")
+    table.add_column("fix", overflow="fold")
     table.add_column("host ms (est.)", justify="right")
     for f in report["cpu_fallbacks"]:
         table.add_row(
-            f["op_type"], f["name"][-50:], f["reason"], _fmt(f.get("host_time_ms"), ",.4f")
+            f["op_type"],
+            f.get("module") or f["name"][-50:],
+            f["reason"],
+            f.get("fix", ""),
+            _fmt(f.get("host_time_ms"), ",.4f"),
         )
     return table
 

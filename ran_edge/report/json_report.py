@@ -14,10 +14,11 @@ from pathlib import Path
 
 import ran_edge
 from ran_edge.convert.fidelity import Fidelity
-from ran_edge.convert.tflite_info import TfliteInfo, npu_gate_problems
+from ran_edge.convert.tflite_info import TfliteInfo
 from ran_edge.firmware.tflm_check import TflmCheck
 from ran_edge.hw.cpu_profile import CpuProfile
 from ran_edge.hw.ethos_u import EthosUProfile
+from ran_edge.hw.npu_gate import CpuOp, NpuVerdict, judge
 from ran_edge.hw.system_cost import SystemCost
 from ran_edge.report.metrics import Metric, unavailable
 
@@ -199,12 +200,13 @@ def build_report(
     module_depth: int,
     inputs_sha256: str | None = None,
     system: SystemCost | None = None,
+    verdict: NpuVerdict | None = None,
 ) -> dict:
     """Assemble the report dict for one target (pure: no I/O, deterministic key order)."""
     target = profile.target
-    problems = npu_gate_problems(info)
-    if profile.vela.cpu_ops:
-        problems.append(f"Vela placed {profile.vela.cpu_ops} op(s) on the CPU")
+    if verdict is None:
+        verdict = judge(info, profile.vela, None, target.name)
+    problems = verdict.problems()
     return {
         **_model_sections(model, calibration, info, problems, fidelity, fidelity_reason, tflm),
         "target": {
@@ -221,7 +223,7 @@ def build_report(
             "host_cpu": _host_cpu_json(target.host_cpu),
         },
         "metrics": [m.to_json() for m in ethos_u_metrics(profile, system)],
-        "cpu_fallbacks": [_fallback_json(f, system) for f in profile.cpu_fallbacks],
+        "cpu_fallbacks": [_fallback_json(op, system) for op in verdict.cpu_ops],
         "layers": [
             {
                 "index": c.index,
@@ -257,8 +259,14 @@ def _host_cpu_json(host) -> dict | None:
     }
 
 
-def _fallback_json(fallback, system: SystemCost | None) -> dict:
-    row = {"op_type": fallback.op_type, "name": fallback.name, "reason": fallback.reason}
+def _fallback_json(fallback: CpuOp, system: SystemCost | None) -> dict:
+    row = {
+        "op_type": fallback.op_type,
+        "name": fallback.name,
+        "module": fallback.module,
+        "reason": fallback.reason,
+        "fix": fallback.fix,
+    }
     cost = None if system is None else system.fallback_for(fallback.name)
     if cost is not None:
         row["host_cycles"] = round(cost.cycles)
