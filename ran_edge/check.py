@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ran_edge.atomic import write_atomic
-from ran_edge.convert.export import export_float_tflite
+from ran_edge.convert.export import export_float_tflite_with_rewrites
 from ran_edge.convert.quantize import quantize_int8
 from ran_edge.convert.tflite_info import inspect_tflite
 from ran_edge.errors import StageError
@@ -43,6 +43,7 @@ class CheckResult:
     model: str
     int8_ops: int
     targets: tuple[TargetCheck, ...]
+    rewrites: tuple[str, ...] = ()  # what the converter rewrote to put patterns on the NPU
 
     @property
     def passed(self) -> bool:
@@ -53,6 +54,7 @@ class CheckResult:
             "model": self.model,
             "int8_ops": self.int8_ops,
             "passed": self.passed,
+            "rewrites": list(self.rewrites),
             "targets": [
                 {
                     "target": t.target,
@@ -81,7 +83,9 @@ def check_model(
 ) -> CheckResult:
     """Export and quantize `loaded` once, then ask Vela where each op runs on every target."""
     with stage("export float TFLite (litert-torch)"):
-        float_tflite = export_float_tflite(loaded.module, loaded.input_shape)
+        float_tflite, rewrites = export_float_tflite_with_rewrites(
+            loaded.module, loaded.input_shape
+        )
     with stage(f"quantize int8 ({len(calib_nchw)} samples)"):
         int8 = quantize_int8(float_tflite, np.ascontiguousarray(calib_nchw.transpose(0, 2, 3, 1)))
     info = inspect_tflite(int8)
@@ -100,4 +104,6 @@ def check_model(
                     ) from None
             verdict = judge(info, vela, modules, target.name)
             checks.append(TargetCheck(target.name, vela.npu_ops, vela.cpu_ops, verdict))
-    return CheckResult(loaded.name, len(info.op_types), tuple(checks))
+    return CheckResult(
+        loaded.name, len(info.op_types), tuple(checks), tuple(str(r) for r in rewrites)
+    )

@@ -423,6 +423,109 @@ def _run_target(stage, quiet: bool, target, plan, work):
         return work(plan)
 
 
+def _quantize_flags(fn):
+    """Options of `build` that choose how the model is quantized."""
+    from ran_edge.convert.ranges import CALIBRATION_METHODS
+
+    options = [
+        click.option(
+            "--calib-method",
+            type=click.Choice(CALIBRATION_METHODS),
+            default="minmax",
+            show_default=True,
+            help="Activation ranges: minmax = the true range over the whole calibration set; "
+            "percentile / mse = outlier-robust (need >= 16 samples). See docs/quantization.md.",
+        ),
+        click.option(
+            "--int16-activations",
+            multiple=True,
+            metavar="MODULE",
+            help="Give the ops of this PyTorch module int16 activations (int8 weights, a16w8; "
+            "Ethos-U runs them). Repeat for several; paths as the module table shows them.",
+        ),
+        click.option(
+            "--auto-mixed-precision",
+            is_flag=True,
+            help="Raise the least faithful layers to int16 activations until --target-sqnr or "
+            "--target-agreement is met, costing each choice with Vela (docs/mixed-precision.md).",
+        ),
+        click.option(
+            "--target-sqnr",
+            type=float,
+            default=38.0,
+            show_default=True,
+            help="--auto-mixed-precision: logit SQNR goal in dB.",
+        ),
+        click.option(
+            "--target-agreement",
+            type=click.FloatRange(0, 100),
+            help="--auto-mixed-precision: also stop at this top-1 agreement with float (%).",
+        ),
+        click.option(
+            "--max-extra-cycles",
+            type=click.FloatRange(min=0),
+            default=10.0,
+            show_default=True,
+            help="--auto-mixed-precision: drop a choice costing more than this % of Vela cycles "
+            "over the all-int8 model.",
+        ),
+        click.option(
+            "--no-rewrites",
+            is_flag=True,
+            help="Convert the graph exactly as written: skip the rewrites that put common "
+            "patterns (x.mean((2, 3)), LeakyReLU, ...) on the NPU (docs/npu-coverage.md).",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _quantize_options(
+    targets_,
+    *,
+    calib_method,
+    int16_activations,
+    auto,
+    target_sqnr,
+    target_agreement,
+    max_extra_cycles,
+    rewrites,
+    holdout,
+):
+    """QuantizeOptions from the flags; a UsageError for combinations that cannot work."""
+    from ran_edge.convert.mixed_precision import AutoGoal
+    from ran_edge.pipeline import QuantizeOptions
+
+    goal, auto_target = None, None
+    if auto:
+        if int16_activations:
+            raise UsageError(
+                "give either --int16-activations (your choice of layers) or "
+                "--auto-mixed-precision (ran-edge's), not both."
+            )
+        npu = [t for t in targets_ if t.is_npu]
+        if not npu:
+            raise UsageError(
+                "--auto-mixed-precision costs each choice with Vela: add an Ethos-U --target."
+            )
+        if holdout == 0:
+            raise UsageError("--auto-mixed-precision measures on held-out samples: --holdout > 0.")
+        goal = AutoGoal(
+            sqnr_db=target_sqnr,
+            top1_agreement=target_agreement,
+            max_extra_cycles_pct=max_extra_cycles,
+        )
+        auto_target = npu[0]
+    return QuantizeOptions(
+        method=calib_method,
+        int16_modules=tuple(int16_activations),
+        auto=goal,
+        auto_target=auto_target,
+        rewrites=rewrites,
+    )
+
+
 _TARGET_HELP = (
     "Target profile name, alias or .toml path; repeat for several "
     f"(default: {DEFAULT_TARGET}). Ethos-U and CPU targets mix freely. "
@@ -473,6 +576,7 @@ _TARGET_HELP = (
 @click.option(
     "--seed", type=int, default=0, show_default=True, help="Seed for calibration sampling."
 )
+@_quantize_flags
 @click.option(
     "--allow-cpu-fallback",
     is_flag=True,
@@ -497,6 +601,13 @@ _TARGET_HELP = (
 def build(
     target_names,
     model_spec,
+    calib_method,
+    int16_activations,
+    auto_mixed_precision,
+    target_sqnr,
+    target_agreement,
+    max_extra_cycles,
+    no_rewrites,
     weights,
     input_shape,
     calib,
@@ -573,6 +684,17 @@ def build(
                 "target. Build CPU targets without --firmware."
             )
         firmware_options = _firmware_options(**firmware_args) if firmware else None
+        quantize = _quantize_options(
+            targets_,
+            calib_method=calib_method,
+            int16_activations=int16_activations,
+            auto=auto_mixed_precision,
+            target_sqnr=target_sqnr,
+            target_agreement=target_agreement,
+            max_extra_cycles=max_extra_cycles,
+            rewrites=not no_rewrites,
+            holdout=holdout,
+        )
         with stage_printer(not quiet) as stage:
             with stage(f"load model {model_spec}"):
                 loaded = load_model(model_spec, weights=weights, input_shape=shape)
@@ -592,6 +714,7 @@ def build(
                     t,
                     allow_cpu_fallback=allow_cpu_fallback,
                     cpu=plan.describe(t) if t.is_cpu else "",
+                    quantize=quantize,
                 )
                 for t in targets_
             }
@@ -611,7 +734,9 @@ def build(
                     builds.append(reused[target.name])
                     continue
                 if converted is None:
-                    converted = convert_model(loaded, data, stage=stage, macs=macs, weights=weights)
+                    converted = convert_model(
+                        loaded, data, stage=stage, macs=macs, weights=weights, options=quantize
+                    )
                 builds.append(
                     _run_target(
                         stage,
@@ -655,6 +780,18 @@ def build(
     help="CPU targets: run the model (LiteRT + XNNPACK) and report measured figures, here "
     "or on --remote, instead of estimating them.",
 )
+@click.option(
+    "--float",
+    "float_model",
+    type=click.Path(path_type=Path),
+    help="The float .tflite MODEL was quantized from: with --samples, report int8 fidelity "
+    "and per-op sensitivity (where the int8 error comes from).",
+)
+@click.option(
+    "--samples",
+    type=click.Path(path_type=Path),
+    help="With --float: held-out inputs (.npy/.npz, NHWC or NCHW float32) to compare on.",
+)
 @_cpu_flags
 @click.option("--html", is_flag=True, help="Also write <out>/<model>/report.html.")
 @click.option("--layers", is_flag=True, help="Also print the per-layer table.")
@@ -667,6 +804,8 @@ def profile(
     target_names,
     out: Path,
     measure: bool,
+    float_model: Path | None,
+    samples: Path | None,
     html: bool,
     layers: bool,
     as_json: bool,
@@ -688,10 +827,19 @@ def profile(
     """
 
     def body() -> None:
-        from ran_edge.pipeline import profile_tflite, resolve_targets
+        from ran_edge.convert.tflite_info import inspect_tflite, read_tflite
+        from ran_edge.pipeline import load_reference, profile_tflite, resolve_targets
 
         targets_ = resolve_targets(target_names or (DEFAULT_TARGET,))
         check_writable_folder(out)
+        if (float_model is None) != (samples is None):
+            raise UsageError(
+                "--float and --samples go together: the float model and the inputs to compare "
+                "the int8 model with it on."
+            )
+        reference = None
+        if float_model is not None:
+            reference = load_reference(float_model, samples, inspect_tflite(read_tflite(model)))
         plan = _cpu_plan(targets_, measure_all=measure, **cpu_args)
         if measure and not any(t.is_cpu for t in targets_):
             raise UsageError(
@@ -707,7 +855,9 @@ def profile(
                         quiet,
                         target,
                         plan,
-                        lambda p, t=target: profile_tflite(model, t, out, cpu=p),
+                        lambda p, t=target: profile_tflite(
+                            model, t, out, cpu=p, reference=reference
+                        ),
                     )
                 )
             if html:

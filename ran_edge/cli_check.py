@@ -83,6 +83,8 @@ def check(model_spec, target_names, weights, input_shape, calib, as_json, quiet)
 
 
 def _print(result) -> None:
+    for rewrite in result.rewrites:
+        stdout.print(f"[dim]rewritten for the NPU: {rewrite}[/dim]")
     for t in result.targets:
         state = (
             "[green]all on the NPU[/green]" if t.verdict.passed else "[red]not all on the NPU[/red]"

@@ -16,16 +16,31 @@ import contextlib
 import hashlib
 import json
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 import ran_edge
 from ran_edge.atomic import staging_dir, write_atomic
-from ran_edge.convert.export import export_float_tflite
+from ran_edge.convert.export import export_float_tflite_with_rewrites
 from ran_edge.convert.fidelity import Fidelity, measure_fidelity
+from ran_edge.convert.mixed_precision import (
+    AutoGoal,
+    MixedPrecision,
+    auto_mixed_precision,
+    float_ops,
+    int16_tensors_for_modules,
+    modules_of,
+)
 from ran_edge.convert.quantize import quantize_int8
+from ran_edge.convert.ranges import check_method
+from ran_edge.convert.sensitivity import (
+    SQNR_CAP_DB,
+    LayerSensitivity,
+    attribute_sensitivity,
+    measure_sensitivity,
+)
 from ran_edge.convert.tflite_info import TfliteInfo, inspect_tflite
 from ran_edge.errors import StageError, UsageError
 from ran_edge.firmware.tflm_check import TflmCheck, tflm_reference_check
@@ -38,7 +53,13 @@ from ran_edge.hw.system_cost import system_cost
 from ran_edge.hw.targets import Target, resolve_target
 from ran_edge.hw.vela import VelaCrash
 from ran_edge.hw.vela_crash import crash_report
-from ran_edge.report.json_report import ModelFacts, build_cpu_report, build_report, dumps
+from ran_edge.report.json_report import (
+    ModelFacts,
+    QuantizationQuality,
+    build_cpu_report,
+    build_report,
+    dumps,
+)
 
 DEFAULT_MODEL = "mobilenet_v2"
 DEFAULT_MODULE_DEPTH = 2
@@ -54,6 +75,25 @@ def _silent_stage(label: str) -> Iterator[None]:
 
 
 @dataclass(frozen=True)
+class QuantizeOptions:
+    """How `build` quantizes: activation range method, int16 layers, converter rewrites.
+
+    `auto` raises the least faithful layers to int16 activations until its goal is met,
+    costing each choice with Vela on `auto_target` (the build's first Ethos-U target).
+    """
+
+    method: str = "minmax"
+    int16_modules: tuple[str, ...] = ()
+    auto: AutoGoal | None = None
+    auto_target: Target | None = None
+    rewrites: bool = True
+
+    def fingerprint(self) -> str:
+        target = self.auto_target.name if self.auto_target else None
+        return repr((self.method, self.int16_modules, self.auto, target, self.rewrites))
+
+
+@dataclass(frozen=True)
 class ConvertedModel:
     """The target-independent half of a build."""
 
@@ -65,6 +105,9 @@ class ConvertedModel:
     tflm: TflmCheck
     calibration: dict
     modules: ModuleIndex
+    quality: QuantizationQuality | None = None
+    sensitivity: tuple[LayerSensitivity, ...] = ()
+    mixed_precision: MixedPrecision | None = None
 
 
 @dataclass(frozen=True)
@@ -128,7 +171,13 @@ def plan_cpu(targets: Sequence[Target], *, measure_all: bool, options: MeasureOp
 
 
 def inputs_fingerprint(
-    loaded, calib, target: Target, *, allow_cpu_fallback: bool, cpu: str = ""
+    loaded,
+    calib,
+    target: Target,
+    *,
+    allow_cpu_fallback: bool,
+    cpu: str = "",
+    quantize: QuantizeOptions | None = None,
 ) -> str:
     """Hash of everything a target build depends on: same hash, same outputs.
 
@@ -153,6 +202,7 @@ def inputs_fingerprint(
         h.update(Path(target.host_cpu.source).read_bytes())
     h.update(repr(allow_cpu_fallback).encode())
     h.update(cpu.encode())  # how a CPU target was run (measured where, threads, runs)
+    h.update((quantize or QuantizeOptions()).fingerprint().encode())
     return h.hexdigest()
 
 
@@ -202,19 +252,51 @@ def convert_model(
     stage: StageFn = _silent_stage,
     macs: int | None = None,
     weights: Path | None = None,
+    options: QuantizeOptions = QuantizeOptions(),
 ) -> ConvertedModel:
-    """Export `loaded` (a LoadedModel) to float TFLite, quantize it on `calib`, measure fidelity."""
+    """Export `loaded` (a LoadedModel) to float TFLite, quantize it on `calib`, measure fidelity
+    and per-op sensitivity on the held-out samples, and check it in TFLM."""
     from ran_edge.models import count_params
 
+    holdout = _nhwc(calib.holdout) if len(calib.holdout) else None
+    check_method(options.method, len(calib.samples))  # before minutes of export
+    if options.auto is not None and holdout is None:
+        raise UsageError(
+            "--auto-mixed-precision measures on held-out samples: give --holdout N (N > 0)."
+        )
+    modules = ModuleIndex.from_model(loaded.module, tuple(loaded.input_shape))
     with stage("export float TFLite (litert-torch)"):
-        float_tflite = export_float_tflite(loaded.module, loaded.input_shape)
-    with stage(f"calibrate + quantize int8 ({len(calib.samples)} samples)"):
-        int8_tflite = quantize_int8(float_tflite, _nhwc(calib.samples))
+        float_tflite, rewrites = export_float_tflite_with_rewrites(
+            loaded.module, loaded.input_shape, rewrites=options.rewrites
+        )
+    int16 = int16_tensors_for_modules(float_tflite, options.int16_modules, modules)
+    method = f"{options.method} ranges" + (f", {len(int16)} int16 layer(s)" if int16 else "")
+    mixed = None
+    if options.auto is None:
+        with stage(f"calibrate + quantize ({method}, {len(calib.samples)} samples)"):
+            int8_tflite = quantize_int8(
+                float_tflite, _nhwc(calib.samples), method=options.method, int16_tensors=int16
+            )
+    else:
+        target = options.auto_target
+        with stage(f"automatic mixed precision (Vela cycles on {target.name})"):
+            mixed = auto_mixed_precision(
+                float_tflite,
+                _nhwc(calib.samples),
+                holdout,
+                target,
+                modules=modules,
+                goal=options.auto,
+                method=options.method,
+            )
+        int8_tflite, int16 = mixed.model, mixed.int16_tensors
     info = inspect_tflite(int8_tflite)
-    fidelity = None
-    if len(calib.holdout):
-        with stage(f"int8 vs float on {len(calib.holdout)} held-out samples"):
-            fidelity = measure_fidelity(float_tflite, int8_tflite, _nhwc(calib.holdout))
+    fidelity, sensitivity = None, ()
+    if holdout is not None:
+        with stage(f"int8 vs float, per op, on {len(holdout)} held-out samples"):
+            fidelity = measure_fidelity(float_tflite, int8_tflite, holdout)
+            measured = measure_sensitivity(float_tflite, int8_tflite, holdout)
+            sensitivity = attribute_sensitivity(measured, modules)
     reference_samples = calib.holdout if len(calib.holdout) else calib.samples[:8]
     with stage(f"TFLM vs LiteRT reference kernels on {len(reference_samples)} samples"):
         tflm = tflm_reference_check(int8_tflite, _nhwc(reference_samples))
@@ -231,7 +313,18 @@ def convert_model(
         "description": calib.description,
         "samples": int(len(calib.samples)),
         "holdout": int(len(calib.holdout)),
+        "method": options.method,
     }
+    quality = QuantizationQuality(
+        quantization={
+            "method": options.method,
+            "int16_activations": list(modules_of(float_ops(float_tflite, modules), int16)),
+            "int16_tensors": len(int16),
+            "rewrites": [asdict(r) for r in rewrites],
+            "mixed_precision": None if mixed is None else mixed.as_dict(),
+        },
+        sensitivity=_sensitivity_json(sensitivity, len(holdout) if holdout is not None else 0),
+    )
     return ConvertedModel(
         facts=facts,
         float_tflite=float_tflite,
@@ -240,8 +333,22 @@ def convert_model(
         fidelity=fidelity,
         tflm=tflm,
         calibration=calibration,
-        modules=ModuleIndex.from_model(loaded.module, tuple(loaded.input_shape)),
+        modules=modules,
+        quality=quality,
+        sensitivity=sensitivity,
+        mixed_precision=mixed,
     )
+
+
+def _sensitivity_json(rows: tuple[LayerSensitivity, ...], samples: int) -> dict | None:
+    if not rows:
+        return None
+    keys = ("index", "op_type", "tensor", "dtype", "sqnr_db", "exact", "drop_db")
+    return {
+        "samples": samples,
+        "cap_db": SQNR_CAP_DB,
+        "rows": [{"module": r.module} | {k: r.as_dict()[k] for k in keys} for r in rows],
+    }
 
 
 def _gate(converted: ConvertedModel, profile: EthosUProfile, allow_cpu: bool) -> NpuVerdict:
@@ -305,6 +412,7 @@ def build_target(
             inputs_sha256=fingerprint,
             system=system,
             verdict=verdict,
+            quality=converted.quality,
         )
         write_atomic(tmp / REPORT_FILE, dumps(report).encode())
     return TargetBuild(target, _relocate(profile, tmp, final), report, final)
@@ -369,9 +477,21 @@ def _build_cpu_target(
             artifacts={"float_tflite": float_path.name, "int8_tflite": int8_path.name},
             module_depth=module_depth,
             inputs_sha256=fingerprint,
+            quality=converted.quality,
         )
         write_atomic(tmp / REPORT_FILE, dumps(report).encode())
     return TargetBuild(target, profile, report, final)
+
+
+NO_REFERENCE = "profile of an existing int8 model: give --float and --samples to measure fidelity"
+
+
+def _profile_hash(data: bytes, target: Target, reference: FloatReference | None) -> str:
+    h = hashlib.sha256(data + target.source.read_bytes())
+    if reference is not None:
+        h.update(reference.float_tflite)
+        h.update(reference.samples_nhwc.tobytes())
+    return h.hexdigest()
 
 
 def _relocate(profile: EthosUProfile, old: Path, new: Path) -> EthosUProfile:
@@ -391,6 +511,53 @@ def _relocate(profile: EthosUProfile, old: Path, new: Path) -> EthosUProfile:
     return replace(profile, vela=vela)
 
 
+@dataclass(frozen=True)
+class FloatReference:
+    """`profile --float F --samples S`: the float model and held-out samples to judge by."""
+
+    float_tflite: bytes
+    samples_nhwc: np.ndarray
+
+
+def load_reference(float_path: Path, samples_path: Path, int8: TfliteInfo) -> FloatReference:
+    """Read the float model and the samples (.npy/.npz, NHWC or NCHW) for `profile`."""
+    from ran_edge.convert.tflite_info import read_tflite
+
+    float_tflite = read_tflite(float_path)
+    if not samples_path.is_file():
+        raise UsageError(f"samples file {samples_path} does not exist; give a .npy or .npz.")
+    try:
+        loaded = np.load(samples_path, allow_pickle=False)
+        arrays = [loaded[k] for k in loaded.files] if hasattr(loaded, "files") else [loaded]
+    except (OSError, ValueError) as exc:
+        raise UsageError(
+            f"cannot read samples {samples_path}: {exc}; give a .npy or .npz."
+        ) from None
+    if not arrays:
+        raise UsageError(f"{samples_path} holds no array; save the samples with np.save.")
+    x = np.asarray(arrays[0], dtype=np.float32)
+    nhwc = tuple(int8.inputs[0].shape[1:])
+    if x.ndim == 4 and tuple(x.shape[1:]) != nhwc and tuple(x.shape[2:]) + x.shape[1:2] == nhwc:
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))  # NCHW, as PyTorch holds them
+    if x.ndim != 4 or tuple(x.shape[1:]) != nhwc or len(x) == 0:
+        raise UsageError(
+            f"samples {samples_path} have shape {x.shape}; the model takes N x "
+            f"{' x '.join(map(str, nhwc))} (NHWC) or the NCHW equivalent."
+        )
+    return FloatReference(float_tflite, x)
+
+
+def _reference_quality(
+    data: bytes, reference: FloatReference | None
+) -> tuple[Fidelity | None, QuantizationQuality | None]:
+    if reference is None:
+        return None, None
+    fidelity = measure_fidelity(reference.float_tflite, data, reference.samples_nhwc)
+    measured = measure_sensitivity(reference.float_tflite, data, reference.samples_nhwc)
+    rows = attribute_sensitivity(measured, None)
+    return fidelity, QuantizationQuality(None, _sensitivity_json(rows, len(reference.samples_nhwc)))
+
+
 def profile_tflite(
     path: Path,
     target: Target,
@@ -398,12 +565,15 @@ def profile_tflite(
     *,
     module_depth: int = DEFAULT_MODULE_DEPTH,
     cpu: CpuPlan | None = None,
+    reference: FloatReference | None = None,
 ) -> TargetBuild:
-    """Profile an int8 .tflite made elsewhere (no conversion, no fidelity)."""
+    """Profile an int8 .tflite made elsewhere (no conversion; fidelity and per-op sensitivity
+    only when the float model and samples are given)."""
     from ran_edge.convert.tflite_info import read_tflite
 
     data = read_tflite(path)
     info = inspect_tflite(data)
+    fidelity, quality = _reference_quality(data, reference)
     if not info.int8_io or any(t.dtype == "float32" for t in info.inputs):
         dtypes = ", ".join(f"{t.name}: {t.dtype}" for t in (*info.inputs, *info.outputs))
         runs = (
@@ -417,7 +587,7 @@ def profile_tflite(
         )
     if target.is_cpu:
         return _profile_cpu_tflite(
-            path, data, info, target, out_root, cpu or CpuPlan(), module_depth
+            path, data, info, target, out_root, cpu or CpuPlan(), module_depth, fidelity, quality
         )
     name = path.stem
     final = out_root / name / target.name
@@ -431,10 +601,11 @@ def profile_tflite(
             model=facts,
             calibration=None,
             info=info,
-            fidelity=None,
-            fidelity_reason="profile of an existing int8 model: no float reference",
+            fidelity=fidelity,
+            fidelity_reason=NO_REFERENCE,
             tflm=None,
             profile=profile,
+            quality=quality,
             artifacts={
                 "int8_tflite": model_copy.name,
                 "vela_tflite": profile.vela.optimised_model.name,
@@ -443,7 +614,7 @@ def profile_tflite(
                 "vela_log": profile.vela.log.name,
             },
             module_depth=module_depth,
-            inputs_sha256=hashlib.sha256(data + target.source.read_bytes()).hexdigest(),
+            inputs_sha256=_profile_hash(data, target, reference),
             system=system,
         )
         write_atomic(tmp / REPORT_FILE, dumps(report).encode())
@@ -458,6 +629,8 @@ def _profile_cpu_tflite(
     out_root: Path,
     cpu: CpuPlan,
     module_depth: int,
+    fidelity: Fidelity | None = None,
+    quality: QuantizationQuality | None = None,
 ) -> TargetBuild:
     name = path.stem
     final = out_root / name / target.name
@@ -478,10 +651,11 @@ def _profile_cpu_tflite(
             model=facts,
             calibration=None,
             info=info,
-            fidelity=None,
-            fidelity_reason="profile of an existing int8 model: no float reference",
+            fidelity=fidelity,
+            fidelity_reason=NO_REFERENCE,
             tflm=None,
             profile=profile,
+            quality=quality,
             artifacts={"int8_tflite": model_copy.name},
             module_depth=module_depth,
             inputs_sha256=hashlib.sha256(data + target.source.read_bytes() + run).hexdigest(),

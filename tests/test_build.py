@@ -13,11 +13,13 @@ from ran_edge.convert.tflite_info import inspect_tflite
 from ran_edge.report.json_report import SCHEMA_FILE
 from ran_edge.report.metrics import metric_value
 
-# Floors for a trained model's int8 twin on held-out digits: measured 100% agreement and
-# 12-17 dB logit SQNR (min/max calibration, per-channel int8 weights); a wrong scale,
-# zero-point or layout drops agreement to chance (~10%) and SQNR below 0 dB.
-TOP1_AGREEMENT_FLOOR = 95.0
-SQNR_FLOOR_DB = 10.0
+# Floors for a trained model's int8 twin on held-out digits. With the true min/max range
+# over the calibration set (`--calib-method minmax`, the default) the logit SQNR measured
+# 27.9 dB (64 samples) and agreement 100%; the quantizer's own moving-average ranges gave
+# 15-18 dB. A wrong scale, zero-point or layout drops agreement to chance (~10%) and SQNR
+# below 0 dB.
+TOP1_AGREEMENT_FLOOR = 97.9  # at most 1 of 48 held-out samples may disagree
+SQNR_FLOOR_DB = 25.0
 
 
 def test_every_target_gets_its_artifacts(digits_build):

@@ -340,6 +340,9 @@ def test_cli_writes_one_self_contained_page(digits_page):
         r.get("tflm") for r in map(json.loads, map(Path.read_text, folder.glob("*/report.json")))
     ):
         assert "TFLM vs LiteRT reference kernels" in html
+    # where the int8 error comes from: the plot along the network and the worst layers
+    assert 'id="sensitivity"' in html and "SQNR of each op" in html
+    assert "down.0" in html.split('id="sensitivity"')[1].split("</section>")[0]
     assert sorted(p.name for p in folder.iterdir()) == [*BUILD_TARGETS, "report.html"]
 
 
@@ -374,8 +377,8 @@ def test_page_renders_in_chromium_offline_without_errors(digits_page, tmp_path):
     assert state["sections"] == list(SECTIONS)
     assert state["headings"] == list(HEADINGS)
     assert state["cards"] == list(BUILD_TARGETS)
-    # comparison + per target: layer chart and module chart
-    assert len(state["images"]) == 1 + 2 * len(BUILD_TARGETS)
+    # comparison, int8 sensitivity along the network, and per target: layer and module charts
+    assert len(state["images"]) == 2 + 2 * len(BUILD_TARGETS)
     for image in state["images"]:
         assert image["data"] and image["ok"], image
         assert image["shown"] > 500  # laid out at a readable size

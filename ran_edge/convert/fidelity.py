@@ -36,7 +36,7 @@ def _run(model: bytes, batch: np.ndarray) -> np.ndarray:
         interpreter.set_tensor(inp["index"], x.astype(inp["dtype"], copy=False))
         interpreter.invoke()
         y = interpreter.get_tensor(out["index"])
-        if np.dtype(out["dtype"]) == np.int8:
+        if np.issubdtype(np.dtype(out["dtype"]), np.integer):  # int8, or int16 (a16w8)
             scale, zero = out["quantization"]
             y = (y.astype(np.float32) - zero) * scale
         results.append(y[0].astype(np.float32))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ran_edge.convert.rewrite_advice import suggest_fix
 from ran_edge.convert.tflite_info import TfliteInfo, npu_gate_problems
 from ran_edge.hw.attribution import UNATTRIBUTED, ModuleIndex, attribute_layers
 from ran_edge.hw.placement import cpu_ops as cpu_placed_ops
@@ -82,13 +83,6 @@ def judge(
     info: TfliteInfo, vela: VelaResult, modules: ModuleIndex | None, target: str
 ) -> NpuVerdict:
     """The gate's verdict from the int8 model's facts and Vela's compiled placement."""
-    try:  # TEMP until rewrites lands
-        from ran_edge.convert.rewrites import suggest_fix
-    except ImportError:
-
-        def suggest_fix(op_type: str, reason: str) -> str:
-            return "see Vela's SUPPORTED_OPS"
-
     fallbacks = vela.cpu_fallbacks
     paths = attribute_layers([(f.name, 0) for f in fallbacks], modules)
     first_input = {op.name: (op.inputs or ("",))[0] for op in cpu_placed_ops(vela.optimised_model)}

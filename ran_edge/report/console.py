@@ -86,26 +86,109 @@ def summary_table(report: dict) -> Table:
         ]
     if report["fidelity"]["samples"]:
         top1 = _fidelity(report, "top1_agreement")
-        # Untrained networks amplify int8 rounding layer by layer: their agreement says
-        # little about a trained model's, so say so next to the figure.
-        caveat = (
-            " (random weights)" if report["model"].get("weights", "").startswith("random") else ""
-        )
+        caveat = " (random weights)" if _random_weights(report) else ""
         rows.append(("int8 top-1 agreement (%)", _fmt(top1, ".1f") + caveat))
         rows.append(("int8 SQNR (dB)", _fmt(_fidelity(report, "sqnr"), ".1f") + caveat))
+    quantization = (report.get("conversion") or {}).get("quantization") or {}
+    if quantization:
+        int16 = quantization.get("int16_activations") or []
+        precision = f"int8, {quantization['method']} ranges"
+        if int16:
+            precision += f"; int16 activations in {len(int16)} module(s)"
+        rows.append(("quantization", precision))
     tflm = report.get("tflm")
     if tflm:
-        if tflm.get("error"):
-            verdict = tflm["error"][:90]
-        elif tflm["bit_exact"]:
-            verdict = f"bit-exact ({tflm['samples']} samples)"
-        else:
-            verdict = f"{tflm['mismatched_samples']}/{tflm['samples']} samples differ"
-            if tflm.get("first_mismatch"):
-                verdict += f", from {tflm['first_mismatch'][:60]}"
-        rows.append(("TFLM vs LiteRT reference", verdict))
+        rows.append(("TFLM vs LiteRT reference", tflm_verdict(tflm)))
     for name, value in rows:
         table.add_row(name, value)
+    return table
+
+
+def _random_weights(report: dict) -> bool:
+    return report["model"].get("weights", "").startswith("random")
+
+
+def tflm_verdict(tflm: dict) -> str:
+    """The TFLM check in a cell: passed (bit-exact or rounding only), or what differs."""
+    if tflm.get("error"):
+        return tflm["error"][:90]
+    if tflm["bit_exact"]:
+        return f"passed: bit-exact ({tflm['samples']} samples)"
+    where = f", from {tflm['first_mismatch'][:60]}" if tflm.get("first_mismatch") else ""
+    differ = f"{tflm['mismatched_samples']}/{tflm['samples']} samples differ by "
+    differ += f"{tflm['max_abs_diff']} LSB{where}"
+    if tflm.get("passed"):
+        return f"passed: {differ} (rounding mode, not a bug)"
+    return differ
+
+
+RANDOM_WEIGHTS_NOTE = (
+    "[yellow]note:[/yellow] random weights (no --weights): about 85% of a random network's "
+    "logit signal does not depend on the input, so int8 agreement and SQNR say nothing about "
+    "a trained model's; pass --weights for fidelity that means something. The TFLM check "
+    "and every Vela figure are valid as they are."
+)
+
+
+def sensitivity_table(report: dict, count: int = 5) -> Table | None:
+    """The ops whose quantized output is furthest from float: where to look first."""
+    section = report.get("sensitivity")
+    if not section or not section.get("rows"):
+        return None
+    rows = sorted(section["rows"], key=lambda r: (r["sqnr_db"], r["index"]))[:count]
+    table = Table(
+        title=f"least faithful layers (SQNR vs float on {section['samples']} held-out samples)",
+        title_justify="left",
+        caption="cumulative: each op carries its inputs' error; `drop` is what this op adds. "
+        "Fix: --int16-activations MODULE or --auto-mixed-precision.",
+        caption_justify="left",
+    )
+    for col, justify in (
+        ("#", "right"),
+        ("op", "left"),
+        ("PyTorch module", "left"),
+        ("act.", "left"),
+        ("SQNR dB", "right"),
+        ("drop dB", "right"),
+    ):
+        table.add_column(col, justify=justify)
+    for r in rows:
+        table.add_row(
+            str(r["index"]),
+            r["op_type"],
+            r["module"],
+            r["dtype"],
+            _fmt(r["sqnr_db"], ".1f"),
+            _fmt(r.get("drop_db"), ".1f", "-"),
+        )
+    return table
+
+
+def mixed_precision_table(report: dict) -> Table | None:
+    """Each automatic mixed-precision choice with its fidelity and Vela cycle cost."""
+    quantization = (report.get("conversion") or {}).get("quantization") or {}
+    mixed = quantization.get("mixed_precision")
+    if not mixed:
+        return None
+    goal = mixed["goal"]
+    table = Table(
+        title=f"automatic mixed precision (goal {goal.get('sqnr_db')} dB"
+        + (f" or {goal['top1_agreement']}% top-1" if goal.get("top1_agreement") else "")
+        + f"; cycles on {mixed['target']}): {mixed['stop_reason']}",
+        title_justify="left",
+    )
+    for col in ("step", "int16 module(s)", "kept", "SQNR dB", "top-1 %", "cycles", "extra %"):
+        table.add_column(col, justify="left" if col in ("int16 module(s)", "kept") else "right")
+    for step in [mixed["baseline"], *mixed["steps"]]:
+        table.add_row(
+            str(step["step"]),
+            ", ".join(step["modules"]) or "(all int8)",
+            "yes" if step["kept"] else f"no: {step['reason']}"[:60],
+            _fmt(step["sqnr_db"], ".1f"),
+            _fmt(step["top1_agreement"], ".1f"),
+            _fmt(step["cycles"]),
+            _fmt(step["extra_cycles_pct"], "+.1f"),
+        )
     return table
 
 
@@ -298,6 +381,19 @@ def cpu_summary_table(report: dict) -> Table:
     return table
 
 
+def print_quantization(console: Console, report: dict) -> None:
+    """Where the int8 error comes from, what was raised to int16, what was rewritten."""
+    quantization = (report.get("conversion") or {}).get("quantization") or {}
+    for rewrite in quantization.get("rewrites", []):
+        where = rewrite["module"] or "(top level)"
+        console.print(f"[dim]rewritten for the NPU: {rewrite['rewrite']} at {where}[/dim]")
+    for table in (mixed_precision_table(report), sensitivity_table(report)):
+        if table is not None:
+            console.print(table)
+    if report["fidelity"]["samples"] and _random_weights(report):
+        console.print(RANDOM_WEIGHTS_NOTE)
+
+
 def print_report(console: Console, report: dict, *, layers: bool = False, depth=None) -> None:
     if _is_cpu(report):
         console.print(cpu_summary_table(report))
@@ -306,6 +402,7 @@ def print_report(console: Console, report: dict, *, layers: bool = False, depth=
             console.print(layer_table(report))
         return
     console.print(summary_table(report))
+    print_quantization(console, report)
     fallbacks = fallback_table(report)
     if fallbacks is not None:
         console.print(fallbacks)

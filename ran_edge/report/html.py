@@ -333,23 +333,16 @@ def _fidelity_stats(report: dict) -> tuple[Stat, ...]:
 
 def _tflm_text(report: dict) -> str | None:
     """The TFLM-vs-LiteRT check (schema 1.1) in one sentence; None before 1.1 or for profile."""
+    from ran_edge.report.console import tflm_verdict
+
     tflm = report.get("tflm")
     if not tflm:
         return None
     if tflm.get("error"):
         return f"TFLM could not run the model: {tflm['error']}"
-    if tflm.get("bit_exact"):
-        verdict = "bit-exact"
-    else:
-        verdict = (
-            f"{tflm.get('mismatched_samples')} of {tflm.get('samples')} samples differ "
-            f"(max |diff| {tflm.get('max_abs_diff')})"
-        )
-        if tflm.get("first_mismatch"):
-            verdict += f", first at {tflm['first_mismatch']}"
     return (
-        f"TFLM vs LiteRT reference kernels on {tflm.get('samples')} samples: {verdict}; "
-        f"TFLM arena {tflm.get('arena_total_bytes') or 0:,} B "
+        f"TFLM vs LiteRT reference kernels on {tflm.get('samples')} samples: "
+        f"{tflm_verdict(tflm)}; TFLM arena {tflm.get('arena_total_bytes') or 0:,} B "
         f"({tflm.get('arena_persistent_bytes') or 0:,} B persistent)."
     )
 
@@ -431,10 +424,52 @@ def _module_views(report: dict) -> tuple[plots.Chart | None, Table, int]:
 
 
 def _fallback_table(report: dict) -> Table | None:
-    rows = tuple((f["op_type"], f["name"], f["reason"]) for f in report.get("cpu_fallbacks", []))
+    rows = tuple(
+        (f["op_type"], f.get("module") or f["name"], f["reason"], f.get("fix", ""))
+        for f in report.get("cpu_fallbacks", [])
+    )
     if not rows:
         return None
-    return Table(("op", "tensor", "Vela's reason"), rows, (False, False, False))
+    return Table(("op", "PyTorch module", "Vela's reason", "fix"), rows, (False,) * 4)
+
+
+@dataclass(frozen=True)
+class SensitivityView:
+    """Per-op int8 error against float (schema 1.3): target-independent, shown once."""
+
+    chart: plots.Chart
+    worst: Table
+    samples: int
+
+
+def sensitivity_view(reports: Sequence[dict], worst: int = 10) -> SensitivityView | None:
+    section = next((r["sensitivity"] for r in reports if r.get("sensitivity")), None)
+    if not section or not section.get("rows"):
+        return None
+    rows = section["rows"]
+    points = [
+        plots.SensitivityPoint(
+            r["index"], r["op_type"], r["module"], r["dtype"], r["sqnr_db"], r["exact"]
+        )
+        for r in rows
+    ]
+    ranked = sorted(rows, key=lambda r: (r["sqnr_db"], r["index"]))[:worst]
+    table = Table(
+        ("#", "op", "PyTorch module", "activations", "SQNR dB", "drop dB"),
+        tuple(
+            (
+                str(r["index"]),
+                r["op_type"],
+                r["module"],
+                r["dtype"],
+                _num(r["sqnr_db"], ".1f"),
+                _num(r.get("drop_db"), ".1f"),
+            )
+            for r in ranked
+        ),
+        (True, False, False, False, True, True),
+    )
+    return SensitivityView(plots.sensitivity_chart(points), table, int(section["samples"]))
 
 
 def target_view(report: dict) -> TargetView:
@@ -573,6 +608,7 @@ def render_html(
         targets=[target_view(r) for r in reports],
         comparison_chart=comparison[0] if comparison else None,
         comparison_table=comparison[1] if comparison else None,
+        sensitivity=sensitivity_view(reports),
         extras=list(extras),
         sources=SOURCES,
     )

@@ -23,7 +23,7 @@ from ran_edge.hw.system_cost import SystemCost
 from ran_edge.report.metrics import Metric, unavailable
 
 SCHEMA_ID = "ran-edge/report"
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 SCHEMA_FILE = Path(__file__).with_name("report.schema.json")
 TOOLS = ("ethos-u-vela", "litert-torch", "ai-edge-quantizer", "ai-edge-litert", "torch")
 
@@ -140,8 +140,14 @@ def _tensor_json(t) -> dict:
     }
 
 
-def _model_sections(model, calibration, info, problems, fidelity, fidelity_reason, tflm) -> dict:
-    """The target-independent head of every report: versions, model, conversion, checks."""
+def _model_sections(
+    model, calibration, info, problems, fidelity, fidelity_reason, tflm, quality=None
+) -> dict:
+    """The target-independent head of every report: versions, model, conversion, checks.
+
+    `quality` (a QuantizationQuality) adds how the model was quantized (range method, int16
+    layers, rewrites) and the per-op sensitivity (1.3).
+    """
     return {
         "schema": SCHEMA_ID,
         "schema_version": SCHEMA_VERSION,
@@ -162,10 +168,27 @@ def _model_sections(model, calibration, info, problems, fidelity, fidelity_reaso
             "int8_io": info.int8_io,
             "op_counts": dict(sorted(Counter(info.op_types).items())),
             "gate": {"passed": not problems, "problems": problems},
+            "quantization": None if quality is None else quality.quantization,
         },
         "fidelity": fidelity_json(fidelity, fidelity_reason),
-        "tflm": None if tflm is None else asdict(tflm),
+        "tflm": None if tflm is None else tflm_json(tflm),
+        "sensitivity": None if quality is None else quality.sensitivity,
     }
+
+
+@dataclass(frozen=True)
+class QuantizationQuality:
+    """JSON sections a build adds to every target's report (schema 1.3)."""
+
+    quantization: dict | None  # method, int16 layers, mixed precision, rewrites (None: profile)
+    sensitivity: dict | None  # per-op SQNR vs float on the held-out samples
+
+
+def tflm_json(tflm: TflmCheck) -> dict:
+    """The TFLM check, with `passed` (bit-exact, or 1-LSB rounding differences only)."""
+    row = asdict(tflm)
+    row["passed"] = bool(getattr(tflm, "passed", tflm.bit_exact))
+    return row
 
 
 def modules_json(modules, depth: int) -> dict:
@@ -201,6 +224,7 @@ def build_report(
     inputs_sha256: str | None = None,
     system: SystemCost | None = None,
     verdict: NpuVerdict | None = None,
+    quality: QuantizationQuality | None = None,
 ) -> dict:
     """Assemble the report dict for one target (pure: no I/O, deterministic key order)."""
     target = profile.target
@@ -208,7 +232,9 @@ def build_report(
         verdict = judge(info, profile.vela, None, target.name)
     problems = verdict.problems()
     return {
-        **_model_sections(model, calibration, info, problems, fidelity, fidelity_reason, tflm),
+        **_model_sections(
+            model, calibration, info, problems, fidelity, fidelity_reason, tflm, quality
+        ),
         "target": {
             "name": target.name,
             "kind": target.kind,
@@ -443,6 +469,7 @@ def build_cpu_report(
     artifacts: dict[str, str],
     module_depth: int,
     inputs_sha256: str | None = None,
+    quality: QuantizationQuality | None = None,
 ) -> dict:
     """The report of a model on a CPU target: the same top-level structure as an Ethos-U one.
 
@@ -451,7 +478,9 @@ def build_cpu_report(
     """
     problems = cpu_gate_problems(info)
     return {
-        **_model_sections(model, calibration, info, problems, fidelity, fidelity_reason, tflm),
+        **_model_sections(
+            model, calibration, info, problems, fidelity, fidelity_reason, tflm, quality
+        ),
         "target": _cpu_target_json(profile),
         "metrics": [m.to_json() for m in cpu_metrics(profile)],
         "cpu_fallbacks": [],

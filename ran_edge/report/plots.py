@@ -347,3 +347,57 @@ def comparison_chart(targets: Sequence[TargetBar]) -> Chart:
             ax.tick_params(axis="y", length=0)
         axes[0].set_yticks(y, names, fontsize=8)
         return _render(fig, "svg", "inferences per second, latency and MAC utilisation per target")
+
+
+@dataclass(frozen=True)
+class SensitivityPoint:
+    """One scored op of the quantized model, in network order."""
+
+    index: int
+    op: str
+    module: str
+    dtype: str  # int8 or int16 activations
+    sqnr_db: float
+    exact: bool
+
+
+def sensitivity_chart(points: Sequence[SensitivityPoint], *, label_worst: int = 5) -> Chart:
+    """SQNR of each op's quantized output against float, along the network: where the int8
+    error comes from. int16 ops are marked apart; the worst few are named by module."""
+    shown = [p for p in points if not p.exact]
+    with matplotlib.rc_context(RC):
+        fig = _new_figure(10.4, 3.0, constrained=True)
+        ax = fig.add_subplot()
+        for dtype, colour, marker in (("int8", BLUE, "o"), ("int16", ORANGE, "s")):
+            chosen = [p for p in shown if p.dtype == dtype]
+            if chosen:
+                ax.plot(
+                    [p.index for p in chosen],
+                    [p.sqnr_db for p in chosen],
+                    linestyle="none",
+                    marker=marker,
+                    markersize=4,
+                    color=colour,
+                    label=f"{dtype} activations",
+                )
+        if shown:
+            ax.plot([p.index for p in shown], [p.sqnr_db for p in shown], color=GREY, linewidth=0.6)
+        for p in sorted(shown, key=lambda p: (p.sqnr_db, p.index))[:label_worst]:
+            ax.annotate(
+                _short_path(p.module, 28),
+                xy=(p.index, p.sqnr_db),
+                xytext=(3, -10),
+                textcoords="offset points",
+                fontsize=7,
+                color=VERMILION,
+            )
+        ax.set_xlabel("op index (network order)")
+        ax.set_ylabel("SQNR vs float (dB)")
+        if shown:
+            ax.legend(loc="upper right", fontsize=8)
+        ax.set_title(
+            "quantization error along the network (cumulative: each op carries its inputs' error)",
+            loc="left",
+            fontsize=10,
+        )
+        return _render(fig, "png", "SQNR of each op's quantized output against the float model")
