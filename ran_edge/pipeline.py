@@ -42,7 +42,7 @@ from ran_edge.convert.sensitivity import (
     measure_sensitivity,
 )
 from ran_edge.convert.tflite_info import TfliteInfo, inspect_tflite
-from ran_edge.errors import StageError, UsageError
+from ran_edge.errors import RanEdgeError, StageError, UsageError
 from ran_edge.firmware.tflm_check import TflmCheck, tflm_reference_check
 from ran_edge.hw.attribution import ModuleIndex
 from ran_edge.hw.cpu_profile import CpuProfile, MeasureOptions, profile_cpu
@@ -295,8 +295,7 @@ def convert_model(
     if holdout is not None:
         with stage(f"int8 vs float, per op, on {len(holdout)} held-out samples"):
             fidelity = measure_fidelity(float_tflite, int8_tflite, holdout)
-            measured = measure_sensitivity(float_tflite, int8_tflite, holdout)
-            sensitivity = attribute_sensitivity(measured, modules)
+            sensitivity = _sensitivity(float_tflite, int8_tflite, holdout, modules)
     reference_samples = calib.holdout if len(calib.holdout) else calib.samples[:8]
     with stage(f"TFLM vs LiteRT reference kernels on {len(reference_samples)} samples"):
         tflm = tflm_reference_check(int8_tflite, _nhwc(reference_samples))
@@ -338,6 +337,17 @@ def convert_model(
         sensitivity=sensitivity,
         mixed_precision=mixed,
     )
+
+
+def _sensitivity(float_tflite: bytes, quant: bytes, holdout: np.ndarray, modules):
+    """Per-op sensitivity, or () when this model's tensors cannot be paired: an analysis
+    that fails must not fail a build whose int8 model is fine (the report says it is missing)."""
+    try:
+        return attribute_sensitivity(measure_sensitivity(float_tflite, quant, holdout), modules)
+    except RanEdgeError:
+        raise
+    except Exception:  # noqa: BLE001 - LiteRT raises many types on unusual graphs
+        return ()
 
 
 def _sensitivity_json(rows: tuple[LayerSensitivity, ...], samples: int) -> dict | None:
@@ -553,8 +563,7 @@ def _reference_quality(
     if reference is None:
         return None, None
     fidelity = measure_fidelity(reference.float_tflite, data, reference.samples_nhwc)
-    measured = measure_sensitivity(reference.float_tflite, data, reference.samples_nhwc)
-    rows = attribute_sensitivity(measured, None)
+    rows = _sensitivity(reference.float_tflite, data, reference.samples_nhwc, None)
     return fidelity, QuantizationQuality(None, _sensitivity_json(rows, len(reference.samples_nhwc)))
 
 

@@ -138,7 +138,13 @@ def test_an_op_vela_cannot_run_in_int16_is_refused_by_name(one_torch_thread):
 @pytest.mark.slow
 def test_automatic_mode_beats_int8_and_stays_on_the_npu(digits):
     float_tflite, calibration, holdout, modules = digits
-    goal = AutoGoal(sqnr_db=60.0, max_steps=3, candidates_per_step=2)
+    goal = AutoGoal(
+        sqnr_db=60.0,
+        max_steps=3,
+        candidates_per_step=2,
+        min_gain_db=0.0,
+        give_up_when_unreachable=False,  # this test is about the search itself
+    )
     result = auto_mixed_precision(
         float_tflite, calibration, holdout, TARGET, modules=modules, goal=goal
     )
@@ -171,7 +177,14 @@ def test_automatic_mode_beats_int8_and_stays_on_the_npu(digits):
 @pytest.mark.slow
 def test_automatic_mode_drops_choices_over_the_cycle_budget(digits):
     float_tflite, calibration, holdout, modules = digits
-    goal = AutoGoal(sqnr_db=60.0, max_steps=2, candidates_per_step=1, max_extra_cycles_pct=0.5)
+    goal = AutoGoal(
+        sqnr_db=60.0,
+        max_steps=2,
+        candidates_per_step=1,
+        max_extra_cycles_pct=0.5,
+        min_gain_db=-100.0,  # judge the cycle budget alone
+        give_up_when_unreachable=False,
+    )
     result = auto_mixed_precision(
         float_tflite, calibration, holdout, TARGET, modules=modules, goal=goal
     )
@@ -182,6 +195,18 @@ def test_automatic_mode_drops_choices_over_the_cycle_budget(digits):
     assert len({s.tensors for s in result.steps}) == 2  # a dropped layer is not tried again
     assert result.int16_tensors == () and result.extra_cycles_pct == 0.0
     assert result.fidelity.sqnr_db == pytest.approx(result.baseline.sqnr_db, abs=1e-3)
+
+
+def test_an_unreachable_goal_ships_the_int8_model_without_searching(digits):
+    """When even every int16-capable op raised stays below the goal, no cycles are spent."""
+    float_tflite, calibration, holdout, modules = digits
+    result = auto_mixed_precision(
+        float_tflite, calibration, holdout, TARGET, modules=modules, goal=AutoGoal(sqnr_db=60.0)
+    )
+    assert result.all_int16_sqnr_db < 60.0
+    assert result.steps == () and result.int16_tensors == () and result.extra_cycles_pct == 0.0
+    assert result.stop_reason.startswith("search skipped")
+    assert "int8 weights" in result.stop_reason and not result.reached
 
 
 def test_a_goal_already_met_by_int8_raises_nothing(digits):

@@ -135,6 +135,12 @@ class AutoGoal:
     max_steps: int = 8
     max_extra_cycles_pct: float | None = None
     candidates_per_step: int = 3
+    # A choice must lift the logit SQNR by this much to be worth its cycles: on small models
+    # a lone int16 layer often buys hundredths of a dB for several % more cycles.
+    min_gain_db: float = 0.25
+    # Stop before searching when raising every int16-capable op cannot reach `sqnr_db` (and
+    # no top-1 goal is set): the error left is in the int8 weights and int8 I/O.
+    give_up_when_unreachable: bool = True
 
     def reached(self, fidelity: Fidelity) -> bool:
         sqnr = self.sqnr_db is not None and fidelity.sqnr_db >= self.sqnr_db
@@ -382,6 +388,9 @@ def _search(search: _Search, goal: AutoGoal) -> MixedPrecision:
         if goal.reached(states[-1].fidelity):
             stop = "goal reached"
             break
+        if _unreachable(goal, all_int16):
+            stop = "search skipped: no mix of int16 activations can reach the goal"
+            break
         if len(steps) >= goal.max_steps:
             stop = f"step budget spent ({goal.max_steps} choices)"
             break
@@ -405,7 +414,8 @@ def _search(search: _Search, goal: AutoGoal) -> MixedPrecision:
             continue
         best = max(trials, key=lambda t: (t.fidelity.sqnr_db, -t.op.index))
         state = search.state(best.tensors, best.model, best.fidelity)
-        step = _judge(len(steps) + 1, best.op, scores, state, base.cost, goal)
+        gain = best.fidelity.sqnr_db - states[-1].fidelity.sqnr_db
+        step = _judge(len(steps) + 1, best.op, scores, state, base.cost, goal, gain)
         if step.kept:
             states.append(state)
             sensitivity = search.sensitivity(state.model)
@@ -416,14 +426,35 @@ def _search(search: _Search, goal: AutoGoal) -> MixedPrecision:
     return _result(search, goal, states, steps, stop, all_int16, excluded)
 
 
+def _unreachable(goal: AutoGoal, all_int16: float | None) -> bool:
+    return (
+        goal.give_up_when_unreachable
+        and goal.top1_agreement is None
+        and goal.sqnr_db is not None
+        and all_int16 is not None
+        and all_int16 < goal.sqnr_db
+    )
+
+
 def _judge(
-    number: int, op: FloatOp, scores: dict, state: _State, base: _Cost, goal: AutoGoal
+    number: int,
+    op: FloatOp,
+    scores: dict,
+    state: _State,
+    base: _Cost,
+    goal: AutoGoal,
+    gain_db: float = float("inf"),
 ) -> Step:
     """The step record of one compiled choice: kept, or dropped with the reason."""
     cost = state.cost
     extra = _pct(cost.cycles, base.cycles)
     reason = "kept"
-    if cost.cpu_ops:
+    if gain_db < goal.min_gain_db:
+        reason = (
+            f"dropped: +{gain_db:.2f} dB is less than the {goal.min_gain_db} dB a choice must "
+            f"gain for its +{extra:.1f}% cycles"
+        )
+    elif cost.cpu_ops:
         reason = f"dropped: Vela puts {cost.cpu_ops} op(s) on the CPU ({cost.fallbacks})"
     elif goal.max_extra_cycles_pct is not None and extra > goal.max_extra_cycles_pct:
         reason = f"dropped: +{extra:.1f}% cycles exceeds the {goal.max_extra_cycles_pct}% budget"
