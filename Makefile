@@ -9,7 +9,7 @@ TARGET ?= ethos-u55-128
 MODEL  ?= mobilenet_v2
 OUT    ?= build
 
-.PHONY: setup system-deps demo test test-fast firmware regress lint bench clean help
+.PHONY: setup system-deps demo test test-fast firmware regress lint bench bench-fidelity bench-coverage clean help
 
 help:
 	@echo "make demo    - set up, then build the built-in MobileNetV2 for $(TARGET) and print its profile"
@@ -20,6 +20,8 @@ help:
 	@echo "make firmware MODEL=mobilenet_v2 TARGET=ethos-u55-128 - C sources in $(OUT)/<model>/<target>/firmware/"
 	@echo "make regress - fail when a zoo model got slower or bigger on the NPU (ci/baselines.json)"
 	@echo "make bench   - stage timings and ran-edge overhead (benchmarks/)"
+	@echo "make bench-fidelity - int8 fidelity of trained digits models: range methods, mixed precision"
+	@echo "make bench-coverage - 48 torchvision/timm/everyday networks through a default build (installs the optional model packages)"
 
 setup: $(STAMP) system-deps
 
@@ -69,6 +71,17 @@ lint: setup
 
 bench: setup
 	$(BIN)/python benchmarks/stage_times.py
+
+bench-fidelity: setup
+	$(BIN)/python benchmarks/fidelity.py
+
+# Model definitions only (random init, no weights download). --no-deps keeps the CPU torch:
+# torchvision's own pin would pull a CUDA build; benchmarks/coverage.py copes with its
+# CUDA-linked ops being absent.
+COVERAGE_PACKAGES := torchvision==0.28.0 timm==1.0.31
+bench-coverage: setup
+	$(BIN)/python -m pip install --quiet --no-deps $(COVERAGE_PACKAGES)
+	$(BIN)/python benchmarks/coverage.py
 
 clean:
 	rm -rf $(OUT) .pytest_cache

@@ -206,7 +206,6 @@ CASES = (
     Case("channel-mean", ChannelMean, SHAPE, frozenset({"channel-mean-to-conv"})),
     Case("leaky-deconv", LeakyDecoder, SHAPE, frozenset({"leaky-relu-to-max"})),
     Case("abs", AbsDiff, SHAPE, frozenset({"abs-to-max"})),
-    Case("clamps", Clamps, SHAPE, frozenset({"clamp-to-relu"})),
 )
 
 
@@ -298,6 +297,16 @@ def test_rewrites_report_the_user_module_path():
         ("leaky-relu-to-max", "act"),
     ]
     assert "0.2" in applied[1].detail and "act" in str(applied[1])
+
+
+def test_opt_in_clamp_rewrite_computes_the_same_function():
+    """clamp-to-relu is off by default (TFLM aborts on its SUB form); by name it is exact."""
+    module, x = _build(Case("clamps", Clamps, SHAPE, frozenset())), _input(SHAPE)
+    assert rewrite_module(module, (torch.zeros(SHAPE),))[1] == []
+    rewritten, applied = rewrite_module(module, (torch.zeros(SHAPE),), ["clamp-to-relu"])
+    assert {a.rewrite for a in applied} == {"clamp-to-relu"} and len(applied) == 3
+    with torch.no_grad():
+        torch.testing.assert_close(rewritten(x), module(x), rtol=1e-5, atol=1e-5)
 
 
 def test_fused_relu6_and_plain_networks_are_left_alone():

@@ -59,6 +59,7 @@ _FUSING_PRODUCERS = frozenset(
         aten.addmm.default,
         aten.add.Tensor,
         aten.sub.Tensor,
+        aten.mul.Tensor,
         aten.batch_norm.default,
         aten._native_batch_norm_legit_no_training.default,
         aten.avg_pool2d.default,

@@ -35,12 +35,16 @@ _FLOAT_ONLY_FIXES = {
     "GREATER_EQUAL": "comparisons have no NPU form: use nn.ReLU/LeakyReLU, not torch.where",
     "DIV": "divide by a constant as a multiply (x * (1 / c)); Ethos-U has no division "
     "(Softsign and normalisations by a tensor need another formulation)",
-    "MINIMUM": "write clamps as nn.ReLU6 or nn.Hardtanh (rewritten to int8 RELU/SUB); "
-    "torch.minimum of two tensors stays float",
+    "MINIMUM": "torch.minimum/clamp with an upper bound stays float: put the clamp right "
+    "after a conv/linear/add (TFLite fuses ReLU/ReLU6 there) or use nn.ReLU",
     "ABS": "ran-edge rewrites torch.abs to maximum(x, -x) by default; check rewrites were on",
-    "RELU_0_TO_1": "ran-edge rewrites clamp(0, 1) by default; check rewrites were on",
-    "RELU_N1_TO_1": "ran-edge rewrites hardtanh(-1, 1) by default; check rewrites were on",
-    "RELU6": "ran-edge rewrites a ReLU6 that cannot be fused by default; check rewrites were on",
+    "RELU_0_TO_1": "clamp(0, 1) has no int8 kernel in ai-edge-quantizer: use nn.Hardsigmoid "
+    "or ReLU6(x)/6 right after a conv, or rewrite it as relu(x) - relu(x - 1) "
+    "(ran-edge's opt-in clamp-to-relu rewrite)",
+    "RELU_N1_TO_1": "hardtanh(-1, 1) has no int8 kernel in ai-edge-quantizer: use nn.Tanh, or "
+    "relu(x + 1) - relu(x - 1) - 1 (ran-edge's opt-in clamp-to-relu rewrite)",
+    "RELU6": "a ReLU6 not directly after a conv/linear/add/mul/pool cannot be fused and has no "
+    "int8 kernel: move it right after the conv (before concat/reshape/resize) or use nn.ReLU",
     "DEQUANTIZE": "a float op sits here: fix the op that follows it (listed too)",
     "QUANTIZE": "a float op sits here: fix the op that precedes it (listed too)",
     "CAST": "keep the graph float32 in PyTorch (no .long()/.int()/.bool() in forward)",

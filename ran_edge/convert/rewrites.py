@@ -30,7 +30,7 @@ Why each exists (measured with litert-torch 0.10, ai-edge-quantizer 0.10, Vela 5
   (segmentation heads upsampling to the input size) is a half-pixel RESIZE_BILINEAR, which
   Vela runs at 2x only. Nearest upsampling (Vela: 2x/4x/8x) followed by a fixed depthwise
   filter is the same interpolation, borders included.
-- `clamp-to-relu`: clamp/hardtanh bounds other than the ones TFLite fuses (ReLU, ReLU6)
+- `clamp-to-relu` (opt-in: TFLM's reference interpreter aborts on the result): clamp/hardtanh bounds other than the ones TFLite fuses (ReLU, ReLU6)
   become RELU_0_TO_1, RELU_N1_TO_1 or MINIMUM/MAXIMUM, which the quantizer leaves float.
   `relu(x - lo) - relu(x - hi) + lo` is the same clamp from quantized RELU/ADD/SUB.
 """
@@ -73,6 +73,7 @@ class GraphRewrite:
     name: str
     summary: str  # one line: what it changes and why (docs, `--help`)
     apply: Callable[[fx.GraphModule], Replacements]
+    default: bool = True  # applied by export_float_tflite unless asked for by name only
 
 
 REWRITES: tuple[GraphRewrite, ...] = (
@@ -103,6 +104,9 @@ REWRITES: tuple[GraphRewrite, ...] = (
         "clamp/hardtanh (and ReLU6 the converter cannot fuse) -> relu(x-lo) - relu(x-hi) + lo "
         "(RELU6, RELU_0_TO_1, RELU_N1_TO_1 alone stay float in ai-edge-quantizer)",
         rewrite_clamp,
+        # Off by default: TFLM's reference interpreter aborts on the SUB form it produces
+        # (LiteRT and Vela accept it); opt in by name until that is understood.
+        default=False,
     ),
     GraphRewrite(
         "bilinear-upsample-to-nearest-conv",
@@ -113,13 +117,15 @@ REWRITES: tuple[GraphRewrite, ...] = (
 )
 
 REWRITE_NAMES: tuple[str, ...] = tuple(r.name for r in REWRITES)
+DEFAULT_REWRITES: tuple[str, ...] = tuple(r.name for r in REWRITES if r.default)
 
 
 def rewrite_graph_module(
     gm: fx.GraphModule, enabled: Iterable[str] | None = None
 ) -> list[AppliedRewrite]:
-    """Apply the enabled rewrites (all by default) to `gm` in place; list what fired."""
-    names = set(REWRITE_NAMES if enabled is None else enabled)
+    """Apply the enabled rewrites (`DEFAULT_REWRITES` when None) to `gm` in place; list
+    what fired."""
+    names = set(DEFAULT_REWRITES if enabled is None else enabled)
     unknown = names - set(REWRITE_NAMES)
     if unknown:
         raise ValueError(f"unknown rewrite(s) {sorted(unknown)}; known: {list(REWRITE_NAMES)}")
@@ -157,6 +163,7 @@ def rewrite_module(
 
 __all__ = [
     "REWRITES",
+    "DEFAULT_REWRITES",
     "REWRITE_NAMES",
     "AppliedRewrite",
     "GraphRewrite",

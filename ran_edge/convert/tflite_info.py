@@ -49,10 +49,15 @@ def _tensor(detail: dict) -> TensorInfo:
     )
 
 
-def make_interpreter(model: bytes, num_threads: int = 1, *, delegates: bool = True):
-    """A LiteRT interpreter over `model`, tensors allocated; UsageError if it is not TFLite.
+def make_interpreter(
+    model: bytes, num_threads: int = 1, *, delegates: bool = True, allocate: bool = True
+):
+    """A LiteRT interpreter over `model`; UsageError if it is not TFLite.
 
-    `delegates=False` keeps XNNPACK out, so the op listing is the model's own operators.
+    `delegates=False` keeps XNNPACK out, so the op listing is the model's own operators;
+    `allocate=False` skips the kernels' prepare step, which reading the graph does not need
+    (and which refuses some valid models, e.g. int8 scales too small for a kernel's
+    fixed-point multiplier).
     """
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
@@ -63,7 +68,8 @@ def make_interpreter(model: bytes, num_threads: int = 1, *, delegates: bool = Tr
         interpreter = Interpreter(
             model_content=model, num_threads=num_threads, experimental_op_resolver_type=resolver
         )
-        interpreter.allocate_tensors()
+        if allocate:
+            interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise UsageError(
             f"not a valid TFLite model ({str(exc).strip().splitlines()[0]}); "
@@ -73,7 +79,7 @@ def make_interpreter(model: bytes, num_threads: int = 1, *, delegates: bool = Tr
 
 
 def inspect_tflite(model: bytes) -> TfliteInfo:
-    interpreter = make_interpreter(model, delegates=False)
+    interpreter = make_interpreter(model, delegates=False, allocate=False)
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
     ops = interpreter._get_ops_details()  # noqa: SLF001 - the only op listing LiteRT offers
     float_ops = [
