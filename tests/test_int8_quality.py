@@ -109,16 +109,12 @@ def test_auto_mixed_precision_reports_each_choice_with_its_cycles(tmp_path, digi
     assert hopeless["baseline"]["step"] == 0 and hopeless["baseline"]["cycles"] > 0
     assert hopeless["stop_reason"].startswith("search skipped")
     assert hopeless["steps"] == [] and hopeless["extra_cycles_pct"] == 0.0
-    # A goal between all-int8 and every int16-capable op raised: the search runs.
-    low, high = hopeless["baseline"]["sqnr_db"], hopeless["all_int16_sqnr_db"]
-    assert high > low + 0.5, "a16w8 must have room on this model for the rest of the test"
-    mixed, stdout = _auto_build(digits_model, tmp_path / "b", round((low + high) / 2, 2))
-    assert mixed["steps"], "at least one choice was tried"
-    for step in mixed["steps"]:
-        assert step["cycles"] > 0 and step["modules"] and step["reason"]
-    assert mixed["sqnr_db"] >= mixed["baseline"]["sqnr_db"]
-    assert mixed["reached"] == (mixed["sqnr_db"] >= (low + high) / 2 - 0.01)
+    # A goal int8 already meets: nothing raised, the goal reported reached.
+    met, stdout = _auto_build(digits_model, tmp_path / "b", hopeless["baseline"]["sqnr_db"] - 1)
+    assert met["reached"] and met["stop_reason"] == "goal reached"
+    assert met["steps"] == [] and met["int16_modules"] == []
     assert "automatic mixed precision" in " ".join(stdout.split())
+    # (The search itself, step by step with Vela, is tested in test_mixed_precision.py.)
 
 
 def test_profile_measures_fidelity_given_the_float_model(tmp_path, digits_build, digits_model):
