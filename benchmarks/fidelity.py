@@ -60,6 +60,7 @@ from digits_models import (  # noqa: E402
 )
 
 from ran_edge.convert.export import export_float_tflite  # noqa: E402
+from ran_edge.convert.fidelity import _run as run_logits  # noqa: E402 - quantized I/O, as firmware
 from ran_edge.convert.fidelity import measure_fidelity  # noqa: E402
 from ran_edge.convert.inline_buffers import external_buffer_count, inline_buffers  # noqa: E402
 from ran_edge.convert.mixed_precision import AutoGoal, auto_mixed_precision  # noqa: E402
@@ -193,26 +194,6 @@ Progress = Callable[[str], None]
 
 def nhwc(batch: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(batch.transpose(0, 2, 3, 1))
-
-
-def run_logits(model: bytes, batch_nhwc: np.ndarray) -> np.ndarray:
-    """Dequantized logits of a float or quantized-I/O TFLite model, as firmware computes them."""
-    interpreter = make_interpreter(model)
-    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    logits = []
-    for sample in batch_nhwc:
-        x = sample[None]
-        if np.dtype(inp["dtype"]) == np.int8:
-            scale, zero = inp["quantization"]
-            x = np.clip(np.round(x / scale) + zero, -128, 127).astype(np.int8)
-        interpreter.set_tensor(inp["index"], x.astype(inp["dtype"], copy=False))
-        interpreter.invoke()
-        y = interpreter.get_tensor(out["index"])[0].astype(np.float32)
-        if np.issubdtype(np.dtype(out["dtype"]), np.integer):  # int8 (or int16) output
-            scale, zero = out["quantization"]
-            y = (y - zero) * scale
-        logits.append(y)
-    return np.stack(logits)
 
 
 def int8_weight_kib(model: bytes) -> float:
