@@ -202,3 +202,27 @@ def test_tflm_failures_come_back_as_errors_not_tracebacks():
     assert wrong_shape.error and "TFLM could not run" in wrong_shape.error
     garbage = tflm_reference_check(b"\0" * 64, small)
     assert garbage.error and "not a TFLite flatbuffer" in garbage.error
+
+
+def test_a_tflm_abort_fails_the_check_not_the_process():
+    """TFLM's C++ aborts (SIGABRT) on the opt-in clamp rewrite's SUB form: the check runs in
+    a child process, so the build gets an error it can report instead of dying."""
+    import litert_torch
+    import torch
+    from test_rewrites import SHAPE, Clamps
+
+    from ran_edge.convert.quantize import quantize_int8
+    from ran_edge.convert.rewrites import rewrite_module
+
+    torch.manual_seed(0)
+    n, c, h, w = SHAPE
+    example = torch.zeros(n, h, w, c)
+    wrapped = litert_torch.to_channel_last_io(Clamps().eval(), args=[0], outputs=[0]).eval()
+    rewritten, applied = rewrite_module(wrapped, (example,), ["clamp-to-relu"])
+    assert applied
+    float_tflite = bytes(litert_torch.convert(rewritten, (example,)).model_content())
+    x = np.random.default_rng(0).standard_normal((8, h, w, c)).astype(np.float32)
+    check = tflm_reference_check(quantize_int8(float_tflite, x), x[:4])
+    assert not check.passed
+    assert check.error is not None and "signal 6" in check.error
+    assert "crashed" in check.error

@@ -15,8 +15,13 @@ comes back with `error` set.
 
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import dataclass
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -24,6 +29,7 @@ from ran_edge.quiet import captured_output
 
 _ALLOC = re.compile(r"Arena allocation (total|head|tail) (\d+) bytes")
 ROUNDING_OPS = frozenset({"FULLY_CONNECTED"})  # ops whose 1-LSB tie differences are known
+CHILD_TIMEOUT_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -89,7 +95,38 @@ def _quantize(batch_nhwc: np.ndarray, scale: float, zero_point: int) -> np.ndarr
 
 
 def tflm_reference_check(int8_model: bytes, samples_nhwc: np.ndarray) -> TflmCheck:
-    """Run every sample through TFLM and LiteRT (reference kernels); compare bytes. Never raises."""
+    """Run every sample through TFLM and LiteRT (reference kernels); compare bytes. Never raises.
+
+    The interpreters run in a child process: TFLM's C++ can abort (SIGABRT) on a model it
+    cannot handle, and that must fail the check, not kill the build that runs it.
+    """
+    with tempfile.TemporaryDirectory(prefix="ran-edge-tflm-") as tmp:
+        folder = Path(tmp)
+        (folder / "model.tflite").write_bytes(int8_model)
+        np.save(folder / "samples.npy", np.ascontiguousarray(samples_nhwc, dtype=np.float32))
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-m", __name__, str(folder)],
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=CHILD_TIMEOUT_S,
+            )
+        except subprocess.TimeoutExpired:
+            return _failed(f"TFLM did not finish in {CHILD_TIMEOUT_S:.0f} s")
+        result = folder / "result.json"
+        if proc.returncode != 0 or not result.is_file():
+            how = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit {proc.returncode}"
+            tail = " ".join((proc.stderr or proc.stdout).strip().splitlines()[-2:])[:200]
+            return _failed(
+                f"TFLM's interpreter crashed on this model ({how}{'; ' + tail if tail else ''}): "
+                "a fault in TFLM's kernels, not in the Ethos-U part, which runs inside the "
+                "ethos-u op"
+            )
+        return TflmCheck(**json.loads(result.read_text()))
+
+
+def _check_in_this_process(int8_model: bytes, samples_nhwc: np.ndarray) -> TflmCheck:
     try:
         return _check(int8_model, samples_nhwc)
     except Exception as exc:  # TFLM and LiteRT raise many types; the check must report, not crash
@@ -211,3 +248,15 @@ def _lsb_diff(ref, micro, index: int) -> int:
     got = np.asarray(found["tensor_data"] if isinstance(found, dict) else found)
     got = got.reshape(expected.shape)
     return int(np.abs(expected.astype(np.int64) - got.astype(np.int64)).max(initial=0))
+
+
+def _child(folder: Path) -> None:
+    """`python -m ran_edge.firmware.tflm_check FOLDER`: the check, isolated in its own process."""
+    check = _check_in_this_process(
+        (folder / "model.tflite").read_bytes(), np.load(folder / "samples.npy")
+    )
+    (folder / "result.json").write_text(json.dumps(asdict(check)))
+
+
+if __name__ == "__main__":
+    _child(Path(sys.argv[1]))
