@@ -257,8 +257,7 @@ def settle_batchnorm(module: nn.Module, calib: np.ndarray) -> None:
 
 def run_one(spec: ModelSpec, size: int, target_name: str, samples: int, work: Path) -> Row:
     """Build `spec` for `target_name` as `ran-edge build --allow-cpu-fallback` would."""
-    from ran_edge.convert.export import find_rewrites
-    from ran_edge.convert.rewrites import suggest_fix
+    from ran_edge.convert.rewrites import AppliedRewrite
     from ran_edge.hw.targets import resolve_target
     from ran_edge.pipeline import build_target, convert_model
 
@@ -272,11 +271,11 @@ def run_one(spec: ModelSpec, size: int, target_name: str, samples: int, work: Pa
         settle_batchnorm(module, calib.samples)
         row.input_shape = tuple(shape)
         row.params_m = round(sum(p.numel() for p in module.parameters()) / 1e6, 2)
-        stage = "find rewrites"
-        row.rewrites = [str(r) for r in find_rewrites(module, shape)]
         stage = "export + quantize"
         loaded = _Loaded(module, spec.name, tuple(shape), f"{spec.family}:{spec.name}")
         converted = convert_model(loaded, calib)
+        applied = converted.quality.quantization["rewrites"]
+        row.rewrites = [str(AppliedRewrite(**r)) for r in applied]
         stage = "Vela"
         target = resolve_target(target_name)
         build = build_target(converted, target, work, allow_cpu_fallback=True)
@@ -285,14 +284,10 @@ def run_one(spec: ModelSpec, size: int, target_name: str, samples: int, work: Pa
         row.npu_ops, row.cpu_ops = vela.npu_ops, vela.cpu_ops
         row.inferences_per_second = round(vela.summary.inferences_per_second, 1)
         row.mac_utilisation_pct = round(profile.mac_utilisation_pct, 1)
+        # The gate's own verdict: module path, Vela's reason and the fix, per CPU op.
         row.fallbacks = [
-            Fallback(
-                f.op_type,
-                _module(f.name, converted.modules.segments),
-                f.reason,
-                suggest_fix(f.op_type, f.reason),
-            )
-            for f in vela.cpu_fallbacks
+            Fallback(f["op_type"], f["module"], f["reason"], f["fix"])
+            for f in build.report["cpu_fallbacks"]
         ]
         row.builds = converted.info.int8_io and vela.cpu_ops == 0
         if not converted.info.int8_io:
@@ -304,16 +299,6 @@ def run_one(spec: ModelSpec, size: int, target_name: str, samples: int, work: Pa
             traceback.print_exc()
     row.seconds = round(time.perf_counter() - start, 1)
     return row
-
-
-def _module(op_name: str, segments: dict[str, str]) -> str:
-    """The PyTorch module of a CPU op; litert-torch names the last op after the output."""
-    from ran_edge.hw.attribution import UNATTRIBUTED, module_of
-
-    path = module_of(op_name, segments)
-    if path == UNATTRIBUTED and op_name.startswith("serving_default_output"):
-        return "(last op before the output)"
-    return path or "(top level)"
 
 
 # ---------------------------------------------------------------------------- output
@@ -356,21 +341,26 @@ def print_table(rows: list[Row], target: str, size: int) -> None:
     table.add_column("CPU ops: module, Vela reason -> suggested change", overflow="fold")
     for r in rows:
         builds = {"100% NPU": "[green]yes[/]", "CPU ops": "[red]no[/]"}.get(r.status, r.status)
-        table.add_row(
-            r.name,
-            r.family,
-            f"{r.params_m:.2f}",
-            builds,
-            _num(r.npu_ops),
-            _num(r.cpu_ops),
-            _num(r.inferences_per_second),
-            _num(r.mac_utilisation_pct),
-            _rewrite_names(r),
-            _cause(r),
-        )
+        table.add_row(*_cells(r, builds, _cause(r)))
     console = Console(width=220)
     console.print(table)
     console.print(summary_line(rows))
+
+
+def _cells(r: Row, builds: str, cause: str) -> tuple[str, ...]:
+    """One row's cells, the same for the terminal and the Markdown table."""
+    return (
+        r.name,
+        r.family,
+        f"{r.params_m:.2f}",
+        builds,
+        _num(r.npu_ops),
+        _num(r.cpu_ops),
+        _num(r.inferences_per_second),
+        _num(r.mac_utilisation_pct),
+        _rewrite_names(r),
+        cause,
+    )
 
 
 def markdown_table(rows: list[Row]) -> str:
@@ -379,19 +369,8 @@ def markdown_table(rows: list[Row]) -> str:
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for r in rows:
         builds = {"100% NPU": "yes", "CPU ops": "no"}.get(r.status, r.status)
-        cells = (
-            r.name,
-            r.family,
-            f"{r.params_m:.2f}",
-            builds,
-            _num(r.npu_ops),
-            _num(r.cpu_ops),
-            _num(r.inferences_per_second),
-            _num(r.mac_utilisation_pct),
-            _rewrite_names(r),
-            _cause(r).replace("\n", "<br>").replace("|", "/"),
-        )
-        lines.append("| " + " | ".join(cells) + " |")
+        cause = _cause(r).replace("\n", "<br>").replace("|", "/")
+        lines.append("| " + " | ".join(_cells(r, builds, cause)) + " |")
     return "\n".join(lines) + "\n\n" + summary_line(rows)
 
 

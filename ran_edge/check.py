@@ -62,16 +62,7 @@ class CheckResult:
                     "npu_ops": t.npu_ops,
                     "cpu_ops": t.cpu_ops,
                     "prechecks": list(t.verdict.prechecks),
-                    "cpu_fallbacks": [
-                        {
-                            "op_type": op.op_type,
-                            "module": op.module,
-                            "reason": op.reason,
-                            "fix": op.fix,
-                            "name": op.name,
-                        }
-                        for op in t.verdict.cpu_ops
-                    ],
+                    "cpu_fallbacks": [op.as_dict() for op in t.verdict.cpu_ops],
                 }
                 for t in self.targets
             ],

@@ -10,12 +10,10 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import sys
 import time
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from ran_edge import __version__
@@ -28,14 +26,12 @@ from ran_edge.cli_common import (
     run_command,
     stage_printer,
     stderr,
+    stdout,
 )
 from ran_edge.cli_report import report as report_command
 from ran_edge.cli_search import search as search_command
 from ran_edge.cli_shrink import shrink as shrink_command
 from ran_edge.errors import StageError, UsageError
-
-# Tables are wide; when output goes to a file or CI log, do not squeeze them to 80 columns.
-stdout = Console(width=None if sys.stdout.isatty() else 140)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -491,7 +487,6 @@ def _quantize_options(
     target_agreement,
     max_extra_cycles,
     rewrites,
-    holdout,
 ):
     """QuantizeOptions from the flags; a UsageError for combinations that cannot work."""
     from ran_edge.convert.mixed_precision import AutoGoal
@@ -509,8 +504,6 @@ def _quantize_options(
             raise UsageError(
                 "--auto-mixed-precision costs each choice with Vela: add an Ethos-U --target."
             )
-        if holdout == 0:
-            raise UsageError("--auto-mixed-precision measures on held-out samples: --holdout > 0.")
         goal = AutoGoal(
             sqnr_db=target_sqnr,
             top1_agreement=target_agreement,
@@ -693,7 +686,6 @@ def build(
             target_agreement=target_agreement,
             max_extra_cycles=max_extra_cycles,
             rewrites=not no_rewrites,
-            holdout=holdout,
         )
         with stage_printer(not quiet) as stage:
             with stage(f"load model {model_spec}"):
@@ -827,8 +819,8 @@ def profile(
     """
 
     def body() -> None:
-        from ran_edge.convert.tflite_info import inspect_tflite, read_tflite
-        from ran_edge.pipeline import load_reference, profile_tflite, resolve_targets
+        from ran_edge.convert.tflite_info import read_tflite
+        from ran_edge.pipeline import measure_against_float, profile_tflite, resolve_targets
 
         targets_ = resolve_targets(target_names or (DEFAULT_TARGET,))
         check_writable_folder(out)
@@ -839,7 +831,8 @@ def profile(
             )
         reference = None
         if float_model is not None:
-            reference = load_reference(float_model, samples, inspect_tflite(read_tflite(model)))
+            with stage_printer(not quiet) as stage, stage("int8 vs float, per op"):
+                reference = measure_against_float(read_tflite(model), float_model, samples)
         plan = _cpu_plan(targets_, measure_all=measure, **cpu_args)
         if measure and not any(t.is_cpu for t in targets_):
             raise UsageError(

@@ -11,12 +11,15 @@ import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
 
-from ran_edge.cli_common import DEFAULT_TARGET, parse_input_shape, run_command, stage_printer
-
-stdout = Console(width=None if sys.stdout.isatty() else 140)
+from ran_edge.cli_common import (
+    DEFAULT_TARGET,
+    parse_input_shape,
+    run_command,
+    stage_printer,
+    stdout,
+)
 
 
 @click.command("check")

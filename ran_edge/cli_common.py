@@ -15,6 +15,8 @@ from ran_edge.errors import RanEdgeError, UsageError
 from ran_edge.quiet import progress_stream
 
 stderr = Console(file=progress_stream())
+# Tables are wide; when output goes to a file or CI log, do not squeeze them to 80 columns.
+stdout = Console(width=None if sys.stdout.isatty() else 140)
 DEFAULT_TARGET = "ethos-u55-128"  # the target commands use when none is given
 
 

@@ -27,7 +27,6 @@ from ran_edge.convert.export import export_float_tflite_with_rewrites
 from ran_edge.convert.fidelity import Fidelity, measure_fidelity
 from ran_edge.convert.mixed_precision import (
     AutoGoal,
-    MixedPrecision,
     auto_mixed_precision,
     float_ops,
     int16_tensors_for_modules,
@@ -105,9 +104,7 @@ class ConvertedModel:
     tflm: TflmCheck
     calibration: dict
     modules: ModuleIndex
-    quality: QuantizationQuality | None = None
-    sensitivity: tuple[LayerSensitivity, ...] = ()
-    mixed_precision: MixedPrecision | None = None
+    quality: QuantizationQuality | None = None  # report sections: ranges, int16, sensitivity
 
 
 @dataclass(frozen=True)
@@ -317,7 +314,7 @@ def convert_model(
     quality = QuantizationQuality(
         quantization={
             "method": options.method,
-            "int16_activations": list(modules_of(float_ops(float_tflite, modules), int16)),
+            "int16_activations": list(_int16_modules(float_tflite, modules, int16, mixed)),
             "int16_tensors": len(int16),
             "rewrites": [asdict(r) for r in rewrites],
             "mixed_precision": None if mixed is None else mixed.as_dict(),
@@ -334,9 +331,13 @@ def convert_model(
         calibration=calibration,
         modules=modules,
         quality=quality,
-        sensitivity=sensitivity,
-        mixed_precision=mixed,
     )
+
+
+def _int16_modules(float_tflite: bytes, modules, int16: tuple[str, ...], mixed) -> tuple:
+    if mixed is not None:
+        return mixed.int16_modules
+    return modules_of(float_ops(float_tflite, modules), int16) if int16 else ()
 
 
 def _sensitivity(float_tflite: bytes, quant: bytes, holdout: np.ndarray, modules):
@@ -357,8 +358,12 @@ def _sensitivity_json(rows: tuple[LayerSensitivity, ...], samples: int) -> dict 
     return {
         "samples": samples,
         "cap_db": SQNR_CAP_DB,
-        "rows": [{"module": r.module} | {k: r.as_dict()[k] for k in keys} for r in rows],
+        "rows": [{"module": r.module} | _pick(r.op.as_dict(), keys) for r in rows],
     }
+
+
+def _pick(row: dict, keys: tuple[str, ...]) -> dict:
+    return {k: row[k] for k in keys}
 
 
 def _gate(converted: ConvertedModel, profile: EthosUProfile, allow_cpu: bool) -> NpuVerdict:
@@ -496,11 +501,12 @@ def _build_cpu_target(
 NO_REFERENCE = "profile of an existing int8 model: give --float and --samples to measure fidelity"
 
 
-def _profile_hash(data: bytes, target: Target, reference: FloatReference | None) -> str:
-    h = hashlib.sha256(data + target.source.read_bytes())
+def _profile_hash(
+    data: bytes, target: Target, reference: FloatReference | None, run: bytes = b""
+) -> str:
+    h = hashlib.sha256(data + target.source.read_bytes() + run)
     if reference is not None:
-        h.update(reference.float_tflite)
-        h.update(reference.samples_nhwc.tobytes())
+        h.update(reference.fingerprint)
     return h.hexdigest()
 
 
@@ -523,17 +529,31 @@ def _relocate(profile: EthosUProfile, old: Path, new: Path) -> EthosUProfile:
 
 @dataclass(frozen=True)
 class FloatReference:
-    """`profile --float F --samples S`: the float model and held-out samples to judge by."""
+    """`profile --float F --samples S`: the int8 model measured against its float original,
+    once for every target."""
 
-    float_tflite: bytes
-    samples_nhwc: np.ndarray
+    fidelity: Fidelity
+    quality: QuantizationQuality
+    fingerprint: bytes  # of the float model and the samples: part of each report's hash
 
 
-def load_reference(float_path: Path, samples_path: Path, int8: TfliteInfo) -> FloatReference:
-    """Read the float model and the samples (.npy/.npz, NHWC or NCHW) for `profile`."""
+def measure_against_float(
+    int8_model: bytes, float_path: Path, samples_path: Path
+) -> FloatReference:
+    """Read the float model and the samples (.npy/.npz, NHWC or NCHW) and measure fidelity
+    and per-op sensitivity of `int8_model` against it."""
     from ran_edge.convert.tflite_info import read_tflite
 
     float_tflite = read_tflite(float_path)
+    x = _read_samples(samples_path, tuple(inspect_tflite(int8_model).inputs[0].shape[1:]))
+    fidelity = measure_fidelity(float_tflite, int8_model, x)
+    rows = _sensitivity(float_tflite, int8_model, x, None)
+    quality = QuantizationQuality(None, _sensitivity_json(rows, len(x)))
+    fingerprint = hashlib.sha256(float_tflite + x.tobytes()).digest()
+    return FloatReference(fidelity, quality, fingerprint)
+
+
+def _read_samples(samples_path: Path, nhwc: tuple[int, ...]) -> np.ndarray:
     if not samples_path.is_file():
         raise UsageError(f"samples file {samples_path} does not exist; give a .npy or .npz.")
     try:
@@ -546,7 +566,6 @@ def load_reference(float_path: Path, samples_path: Path, int8: TfliteInfo) -> Fl
     if not arrays:
         raise UsageError(f"{samples_path} holds no array; save the samples with np.save.")
     x = np.asarray(arrays[0], dtype=np.float32)
-    nhwc = tuple(int8.inputs[0].shape[1:])
     if x.ndim == 4 and tuple(x.shape[1:]) != nhwc and tuple(x.shape[2:]) + x.shape[1:2] == nhwc:
         x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))  # NCHW, as PyTorch holds them
     if x.ndim != 4 or tuple(x.shape[1:]) != nhwc or len(x) == 0:
@@ -554,17 +573,7 @@ def load_reference(float_path: Path, samples_path: Path, int8: TfliteInfo) -> Fl
             f"samples {samples_path} have shape {x.shape}; the model takes N x "
             f"{' x '.join(map(str, nhwc))} (NHWC) or the NCHW equivalent."
         )
-    return FloatReference(float_tflite, x)
-
-
-def _reference_quality(
-    data: bytes, reference: FloatReference | None
-) -> tuple[Fidelity | None, QuantizationQuality | None]:
-    if reference is None:
-        return None, None
-    fidelity = measure_fidelity(reference.float_tflite, data, reference.samples_nhwc)
-    rows = _sensitivity(reference.float_tflite, data, reference.samples_nhwc, None)
-    return fidelity, QuantizationQuality(None, _sensitivity_json(rows, len(reference.samples_nhwc)))
+    return x
 
 
 def profile_tflite(
@@ -582,7 +591,8 @@ def profile_tflite(
 
     data = read_tflite(path)
     info = inspect_tflite(data)
-    fidelity, quality = _reference_quality(data, reference)
+    fidelity = reference.fidelity if reference else None
+    quality = reference.quality if reference else None
     if not info.int8_io or any(t.dtype == "float32" for t in info.inputs):
         dtypes = ", ".join(f"{t.name}: {t.dtype}" for t in (*info.inputs, *info.outputs))
         runs = (
@@ -596,7 +606,7 @@ def profile_tflite(
         )
     if target.is_cpu:
         return _profile_cpu_tflite(
-            path, data, info, target, out_root, cpu or CpuPlan(), module_depth, fidelity, quality
+            path, data, info, target, out_root, cpu or CpuPlan(), module_depth, reference
         )
     name = path.stem
     final = out_root / name / target.name
@@ -638,8 +648,7 @@ def _profile_cpu_tflite(
     out_root: Path,
     cpu: CpuPlan,
     module_depth: int,
-    fidelity: Fidelity | None = None,
-    quality: QuantizationQuality | None = None,
+    reference: FloatReference | None = None,
 ) -> TargetBuild:
     name = path.stem
     final = out_root / name / target.name
@@ -660,14 +669,14 @@ def _profile_cpu_tflite(
             model=facts,
             calibration=None,
             info=info,
-            fidelity=fidelity,
+            fidelity=reference.fidelity if reference else None,
             fidelity_reason=NO_REFERENCE,
             tflm=None,
             profile=profile,
-            quality=quality,
+            quality=reference.quality if reference else None,
             artifacts={"int8_tflite": model_copy.name},
             module_depth=module_depth,
-            inputs_sha256=hashlib.sha256(data + target.source.read_bytes() + run).hexdigest(),
+            inputs_sha256=_profile_hash(data, target, reference, run),
         )
         write_atomic(tmp / REPORT_FILE, dumps(report).encode())
     return TargetBuild(target, profile, report, final)

@@ -107,31 +107,34 @@ def _single_signature(float_tflite: bytes) -> tuple[str, str]:
     return key, io_names["inputs"][0]
 
 
-def op_outputs(float_tflite: bytes) -> dict[str, str]:
-    """Output tensor name -> op type (e.g. CONV_2D), for every op of the model, in order."""
+def _op_output_names(float_tflite: bytes) -> list[tuple[str, list[str]]]:
+    """(op type, output tensor names) of every op of the model, in order."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_content=bytes(float_tflite))
     names = {d["index"]: d["name"] for d in interpreter.get_tensor_details()}
-    return {
-        names[int(t)]: op["op_name"]
+    return [
+        (op["op_name"], [names[int(t)] for t in op["outputs"] if int(t) >= 0])
         for op in interpreter._get_ops_details()  # noqa: SLF001 - LiteRT's only op listing
-        for t in op["outputs"]
-    }
+    ]
+
+
+def op_outputs(float_tflite: bytes) -> dict[str, str]:
+    """Output tensor name -> op type (e.g. CONV_2D), for every op of the model, in order."""
+    return _outputs_to_types(_op_output_names(float_tflite))
 
 
 def _scopes(float_tflite: bytes) -> dict[str, str]:
     """Output tensor name -> the quantizer's scope of its producing op ("name;name2;")."""
-    from ai_edge_litert.interpreter import Interpreter
+    return _outputs_to_scopes(_op_output_names(float_tflite))
 
-    interpreter = Interpreter(model_content=bytes(float_tflite))
-    names = {d["index"]: d["name"] for d in interpreter.get_tensor_details()}
-    scopes = {}
-    for op in interpreter._get_ops_details():  # noqa: SLF001 - LiteRT's only op listing
-        outputs = [names[int(t)] for t in op["outputs"] if int(t) >= 0]
-        for name in outputs:
-            scopes[name] = "".join(f"{n};" for n in outputs)
-    return scopes
+
+def _outputs_to_types(ops: list[tuple[str, list[str]]]) -> dict[str, str]:
+    return {name: op_type for op_type, outputs in ops for name in outputs}
+
+
+def _outputs_to_scopes(ops: list[tuple[str, list[str]]]) -> dict[str, str]:
+    return {name: "".join(f"{n};" for n in outputs) for _, outputs in ops for name in outputs}
 
 
 def recipe_for(float_tflite: bytes, int16_tensors: Collection[str] = ()) -> list[dict]:
@@ -147,7 +150,8 @@ def recipe_for(float_tflite: bytes, int16_tensors: Collection[str] = ()) -> list
     manager.load_quantization_recipe(recipe.static_wi8_ai8())
     if not int16_tensors:
         return manager.get_quantization_recipe()
-    outputs, scopes = op_outputs(float_tflite), _scopes(float_tflite)
+    ops = _op_output_names(float_tflite)
+    outputs, scopes = _outputs_to_types(ops), _outputs_to_scopes(ops)
     for name in int16_tensors:
         if name not in outputs:
             raise UsageError(_unknown_tensor(name, outputs))

@@ -105,15 +105,10 @@ def collect_histograms(
     Runs LiteRT with every tensor kept and the default delegate off (an XNNPACK partition
     would hide the tensors inside it).
     """
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from ran_edge.convert.tflite_info import make_interpreter
 
     with captured_output():
-        interpreter = Interpreter(
-            model_content=bytes(float_tflite),
-            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-            experimental_preserve_all_tensors=True,
-        )
-        interpreter.allocate_tensors()
+        interpreter = make_interpreter(float_tflite, keep_all_tensors=True)
     index = {}
     for detail in interpreter.get_tensor_details():
         index.setdefault(detail["name"], detail["index"])

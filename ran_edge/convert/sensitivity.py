@@ -123,27 +123,9 @@ class _Accumulator:
 
 def _interpreter(model: bytes):
     """LiteRT over `model` with every tensor kept and no delegate (whose tensors it hides)."""
-    import warnings
+    from ran_edge.convert.tflite_info import make_interpreter
 
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    from ran_edge.errors import UsageError
-
-    try:
-        with warnings.catch_warnings():  # "intended for debugging purposes": that is this use
-            warnings.simplefilter("ignore", UserWarning)
-            interpreter = Interpreter(
-                model_content=model,
-                experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-                experimental_preserve_all_tensors=True,
-            )
-        interpreter.allocate_tensors()
-    except (ValueError, RuntimeError) as exc:
-        raise UsageError(
-            f"not a valid TFLite model ({str(exc).strip().splitlines()[0]}); "
-            "give a .tflite flatbuffer written by a TFLite converter."
-        ) from None
-    return interpreter
+    return make_interpreter(model, keep_all_tensors=True)
 
 
 def _quantize_input(sample: np.ndarray, detail: dict) -> np.ndarray:

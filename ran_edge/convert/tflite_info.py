@@ -50,24 +50,39 @@ def _tensor(detail: dict) -> TensorInfo:
 
 
 def make_interpreter(
-    model: bytes, num_threads: int = 1, *, delegates: bool = True, allocate: bool = True
+    model: bytes,
+    num_threads: int = 1,
+    *,
+    delegates: bool = True,
+    allocate: bool = True,
+    keep_all_tensors: bool = False,
 ):
     """A LiteRT interpreter over `model`; UsageError if it is not TFLite.
 
     `delegates=False` keeps XNNPACK out, so the op listing is the model's own operators;
     `allocate=False` skips the kernels' prepare step, which reading the graph does not need
     (and which refuses some valid models, e.g. int8 scales too small for a kernel's
-    fixed-point multiplier).
+    fixed-point multiplier); `keep_all_tensors=True` (delegates off: an XNNPACK partition
+    would hide the tensors inside it) lets every intermediate tensor be read after invoke.
     """
+    import warnings
+
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     resolver = (
-        OpResolverType.AUTO if delegates else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        OpResolverType.AUTO
+        if delegates and not keep_all_tensors
+        else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     )
     try:
-        interpreter = Interpreter(
-            model_content=model, num_threads=num_threads, experimental_op_resolver_type=resolver
-        )
+        with warnings.catch_warnings():  # "intended for debugging purposes": that is our use
+            warnings.simplefilter("ignore", UserWarning)
+            interpreter = Interpreter(
+                model_content=bytes(model),
+                num_threads=num_threads,
+                experimental_op_resolver_type=resolver,
+                experimental_preserve_all_tensors=keep_all_tensors,
+            )
         if allocate:
             interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:

@@ -9,12 +9,11 @@ on the NPU and folds shape arithmetic away, so judging by names rejects good mod
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from ran_edge.convert.rewrite_advice import suggest_fix
 from ran_edge.convert.tflite_info import TfliteInfo, npu_gate_problems
 from ran_edge.hw.attribution import UNATTRIBUTED, ModuleIndex, attribute_layers
-from ran_edge.hw.placement import cpu_ops as cpu_placed_ops
 from ran_edge.hw.vela import VelaResult
 
 ROOT_FORWARD = "(the model's own forward)"
@@ -30,6 +29,9 @@ class CpuOp:
     module: str  # PyTorch module path (or ROOT_FORWARD / UNATTRIBUTED)
     reason: str  # Vela's reason, verbatim
     fix: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -85,8 +87,7 @@ def judge(
     """The gate's verdict from the int8 model's facts and Vela's compiled placement."""
     fallbacks = vela.cpu_fallbacks
     paths = attribute_layers([(f.name, 0) for f in fallbacks], modules)
-    first_input = {op.name: (op.inputs or ("",))[0] for op in cpu_placed_ops(vela.optimised_model)}
-    input_paths = attribute_layers([(first_input.get(f.name, ""), 0) for f in fallbacks], modules)
+    input_paths = attribute_layers([(f.input, 0) for f in fallbacks], modules)
     cpu_ops = tuple(
         CpuOp(
             f.op_type,

@@ -113,6 +113,7 @@ class CpuFallback:
     op_type: str
     name: str
     reason: str
+    input: str = ""  # its first input tensor's name (the producer's module path is in it)
 
 
 @dataclass(frozen=True)
@@ -233,9 +234,14 @@ def split_fallbacks(
     The compiled model decides: an op left beside the `ethos-u` ops runs on the CPU, with
     the reason from Vela's warning of the same output name when it printed one.
     """
-    reasons = {w.name: w for w in warned}
+    reasons = {w.name: w.reason for w in warned}
     on_cpu = tuple(
-        reasons.get(op.name) or CpuFallback(op.op_type, op.name, "placed on the CPU by Vela")
+        CpuFallback(
+            op.op_type,
+            op.name,
+            reasons.get(op.name, "placed on the CPU by Vela"),
+            op.inputs[0] if op.inputs else "",
+        )
         for op in left_on_cpu
     )
     kept = {op.name for op in left_on_cpu}

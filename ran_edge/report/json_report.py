@@ -187,7 +187,7 @@ class QuantizationQuality:
 def tflm_json(tflm: TflmCheck) -> dict:
     """The TFLM check, with `passed` (bit-exact, or 1-LSB rounding differences only)."""
     row = asdict(tflm)
-    row["passed"] = bool(getattr(tflm, "passed", tflm.bit_exact))
+    row["passed"] = tflm.passed
     return row
 
 
@@ -286,13 +286,7 @@ def _host_cpu_json(host) -> dict | None:
 
 
 def _fallback_json(fallback: CpuOp, system: SystemCost | None) -> dict:
-    row = {
-        "op_type": fallback.op_type,
-        "name": fallback.name,
-        "module": fallback.module,
-        "reason": fallback.reason,
-        "fix": fallback.fix,
-    }
+    row = fallback.as_dict()
     cost = None if system is None else system.fallback_for(fallback.name)
     if cost is not None:
         row["host_cycles"] = round(cost.cycles)
