@@ -16,10 +16,10 @@ help:
 	@echo "make test    - set up, then run the test suite"
 	@echo "make test-fast - set up, then run the suite without the slow tests (zoo, search, advise)"
 	@echo "make setup   - create $(VENV) with the pinned dependencies (requirements.lock)"
-	@echo "make lint    - ruff check + format check"
+	@echo "make lint    - ruff check + format check + the package's import layers (import-linter)"
 	@echo "make firmware MODEL=mobilenet_v2 TARGET=ethos-u55-128 - C sources in $(OUT)/<model>/<target>/firmware/"
 	@echo "make regress - fail when a zoo model got slower or bigger on the NPU (ci/baselines.json)"
-	@echo "make bench   - stage timings and ran-edge overhead (benchmarks/)"
+	@echo "make bench   - build speed vs the bare tools, 4 targets vs 1, CLI start-up and profile vs Vela"
 	@echo "make bench-fidelity - int8 fidelity of trained digits models: range methods, mixed precision"
 	@echo "make bench-coverage - 48 torchvision/timm/everyday networks through a default build (installs the optional model packages)"
 
@@ -65,12 +65,17 @@ firmware: setup
 regress: setup
 	$(BIN)/ran-edge regress --baseline ci/baselines.json --config ci/regress.toml
 
+# ruff, then the package's layering contracts (pyproject.toml [tool.importlinter]).
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
+# Build speed (one target vs the bare tools, four targets vs one) and CLI speed (start-up,
+# `profile` vs Vela alone): medians and ratios.
 bench: setup
 	$(BIN)/python benchmarks/stage_times.py
+	$(BIN)/python benchmarks/cli_speed.py
 
 bench-fidelity: setup
 	$(BIN)/python benchmarks/fidelity.py

@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ran_edge.advise.run import AdviseRequest, run_advise
-from ran_edge.cli_common import stage_printer
+from ran_edge.cli.common import RichProgress
 
 OUT = Path("build/advise_bench")
 
@@ -59,8 +59,7 @@ def measure(model: str, target: str, progress: bool) -> Row:
         in_context=True,
         progress=progress,
     )
-    with stage_printer(progress) as stage:
-        result = run_advise(request, stage)
+    result = run_advise(request, RichProgress(progress))
     advice = result.advice
     applied = result.applied
     return Row(

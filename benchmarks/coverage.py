@@ -257,9 +257,10 @@ def settle_batchnorm(module: nn.Module, calib: np.ndarray) -> None:
 
 def run_one(spec: ModelSpec, size: int, target_name: str, samples: int, work: Path) -> Row:
     """Build `spec` for `target_name` as `ran-edge build --allow-cpu-fallback` would."""
+    from ran_edge.build.convert import convert_model
+    from ran_edge.build.many import build_target
     from ran_edge.convert.rewrites import AppliedRewrite
-    from ran_edge.hw.targets import resolve_target
-    from ran_edge.pipeline import build_target, convert_model
+    from ran_edge.targets.loading import resolve_target
 
     row = Row(spec.name, spec.family)
     start = time.perf_counter()
@@ -286,8 +287,7 @@ def run_one(spec: ModelSpec, size: int, target_name: str, samples: int, work: Pa
         row.mac_utilisation_pct = round(profile.mac_utilisation_pct, 1)
         # The gate's own verdict: module path, Vela's reason and the fix, per CPU op.
         row.fallbacks = [
-            Fallback(f["op_type"], f["module"], f["reason"], f["fix"])
-            for f in build.report["cpu_fallbacks"]
+            Fallback(f.op_type, f.module, f.reason, f.fix) for f in build.report.cpu_fallbacks
         ]
         row.builds = converted.info.int8_io and vela.cpu_ops == 0
         if not converted.info.int8_io:

@@ -36,7 +36,10 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
-from ran_edge.hw.calibrate import (
+from ran_edge.convert.tflite_ops import read_op_costs
+from ran_edge.models import load_model
+from ran_edge.quiet import captured_output
+from ran_edge.targets.cortex_a.calibrate import (
     Sample,
     calibration_source,
     cpu_model_table,
@@ -47,12 +50,9 @@ from ran_edge.hw.calibrate import (
     stats,
     with_cpu_model,
 )
-from ran_edge.hw.cpu_spec import CpuModelParams
-from ran_edge.hw.microbench import MICRO_BENCHMARKS, build_bench, build_int8
-from ran_edge.hw.targets import resolve_target
-from ran_edge.hw.tflite_ops import read_op_costs
-from ran_edge.models import load_model
-from ran_edge.quiet import captured_output
+from ran_edge.targets.cortex_a.microbench import MICRO_BENCHMARKS, build_bench, build_int8
+from ran_edge.targets.cortex_a.spec import CpuModelParams
+from ran_edge.targets.loading import resolve_target
 
 console = Console(stderr=False, width=120)
 
@@ -407,7 +407,7 @@ def boards_mode(cache: Path | None) -> None:
     """Fit rpi4 and rpi5 (and rpi3 via the published Pi 3 / Pi 4 ratio) to the figures above."""
     from scipy.optimize import least_squares
 
-    from ran_edge.hw.cpu_estimate import estimate_ops
+    from ran_edge.targets.cortex_a.estimate import estimate_ops
 
     costs = {}
     with console.status("building the EfficientDet-Lite proxies ..."):

@@ -59,19 +59,19 @@ from digits_models import (  # noqa: E402
     train,
 )
 
+from ran_edge.build.mixed_precision import AutoGoal, auto_mixed_precision  # noqa: E402
+from ran_edge.convert.attribution import ModuleIndex  # noqa: E402
 from ran_edge.convert.export import export_float_tflite  # noqa: E402
 from ran_edge.convert.fidelity import _run as run_logits  # noqa: E402 - quantized I/O, as firmware
 from ran_edge.convert.fidelity import measure_fidelity  # noqa: E402
 from ran_edge.convert.inline_buffers import external_buffer_count, inline_buffers  # noqa: E402
-from ran_edge.convert.mixed_precision import AutoGoal, auto_mixed_precision  # noqa: E402
 from ran_edge.convert.quantize import quantize_int8, recipe_for  # noqa: E402
 from ran_edge.convert.ranges import CALIBRATION_METHODS, ROBUST_MIN_SAMPLES  # noqa: E402
 from ran_edge.convert.tflite_info import make_interpreter  # noqa: E402
 from ran_edge.firmware.tflm_check import tflm_reference_check  # noqa: E402
-from ran_edge.hw.attribution import ModuleIndex  # noqa: E402
-from ran_edge.hw.targets import resolve_target  # noqa: E402
-from ran_edge.hw.vela import run_vela  # noqa: E402
 from ran_edge.quiet import captured_output  # noqa: E402
+from ran_edge.targets.ethos_u.vela import run_vela  # noqa: E402
+from ran_edge.targets.loading import resolve_target  # noqa: E402
 
 TARGET = "ethos-u55-128"
 MODELS = ("plain_cnn", "tiny_mbnet")

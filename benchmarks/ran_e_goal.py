@@ -8,7 +8,7 @@ The goal: <= 4.7 M parameters, NN-Mass >= EfficientNet-Lite0's (by the search's 
 ethos-u65-256, at 224x224. Per target this
 
 1. counts Lite0's NN-Mass, the search's `--min-nn-mass` floor;
-2. runs `ran-edge search` (`run_search`) with that floor, `--max-params 4700000`, the seed,
+2. runs `ran-edge search` (`ran_edge.search.run.run_search`) with that floor, `--max-params 4700000`, the seed,
    the budget and `--fit N`; the chosen architecture goes to build/ran_e_goal/<target>/;
 3. compiles the chosen network with Vela two ways: the cost table's whole-network graph
    (`NetworkGraph`, cached; what the fit is fitted on) and the ran-edge build pipeline the
@@ -40,16 +40,17 @@ from ran_e_paper_table import BASELINE, measure
 from rich.console import Console
 from rich.table import Table
 
-from ran_edge.hw.targets import Target, resolve_target
 from ran_edge.models import load_model
+from ran_edge.models.arch_file import read_arch, write_arch
 from ran_edge.models.ran_e import GROUND_TRUTH
+from ran_edge.models.ran_e_space import Arch, build_network, ran_e_slots
 from ran_edge.search import ALL_BLOCK_CANDIDATES, COLLAPSED, Candidate, CostTable, LinearCorrection
-from ran_edge.search.arch_file import read_arch, write_arch
 from ran_edge.search.fit import IDENTITY_NOTE
 from ran_edge.search.graphs import NetworkGraph
 from ran_edge.search.nn_mass import network_nn_mass
-from ran_edge.search.search import Constraints, Point, Space, genome_of, run_search, search
-from ran_edge.search.space import Arch, build_network, ran_e_slots
+from ran_edge.search.run import SearchRequest, run_search
+from ran_edge.search.search import Constraints, Point, Space, genome_of, search
+from ran_edge.targets.loading import Target, resolve_target
 
 GT = "ran_e_gt"
 MAX_PARAMS = 4_700_000  # the issue's RAN-e-GT budget
@@ -113,19 +114,19 @@ def run_target(tgt: Target, goal: float, args, floor: int, baselines: dict) -> d
     """Search on one target, then compile the chosen network; every figure of one column."""
     out = args.out
     start = time.perf_counter()
-    result = run_search(
+    request = SearchRequest(
         target=tgt.name,
         budget=args.budget,
         seed=args.seed,
         resolution=RESOLUTION,
+        constraints=Constraints(max_params=MAX_PARAMS, min_nn_mass=floor),
         cache_dir=args.cache,
         name=f"ran_e_goal_{tgt.name}",
         out=out / tgt.name,
-        max_params=MAX_PARAMS,
-        min_nn_mass=floor,
         workers=args.workers,
         fit=args.fit,
     )
+    result = run_search(request).to_json()
     arch_path = Path(result["arch"])
     arch, _ = read_arch(arch_path)
     table = CostTable(tgt, args.cache)

@@ -18,11 +18,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from ran_edge.build.convert import convert_model
+from ran_edge.build.many import build_target
 from ran_edge.calib import load_calibration
-from ran_edge.hw.targets import resolve_target
 from ran_edge.models import count_macs, count_params, load_model
-from ran_edge.pipeline import build_target, convert_model
-from ran_edge.report.metrics import metric_value
+from ran_edge.targets.loading import resolve_target
 
 BASELINE = "efficientnet_lite0"
 # RAN-e paper, FPS relative to EfficientNet-Lite0: (Ethos-U55, Ethos-U65).
@@ -43,10 +43,10 @@ def measure(name: str, targets, out: Path) -> dict:
         "macs": count_macs(loaded.module, loaded.input_shape),
     }
     for target in targets:
-        metrics = build_target(converted, target, out).report["metrics"]
+        report = build_target(converted, target, out).report
         row[target.name] = (
-            metric_value(metrics, "inferences_per_second"),
-            metric_value(metrics, "mac_utilisation"),
+            report.value("inferences_per_second"),
+            report.value("mac_utilisation"),
         )
     return row
 

@@ -15,11 +15,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from ran_edge.build.convert import convert_model
+from ran_edge.build.many import build_target
 from ran_edge.calib import load_calibration
-from ran_edge.hw.targets import resolve_target
 from ran_edge.models import load_model
-from ran_edge.pipeline import build_target, convert_model
-from ran_edge.report.metrics import metric_value
+from ran_edge.targets.loading import resolve_target
 
 REFERENCE = {
     ("mobilenet_v2", "ethos-u55-128"): 63,
@@ -44,18 +44,16 @@ def main() -> None:
             for (model, target_name), ref in REFERENCE.items():
                 if model != name:
                     continue
-                m = build_target(converted, resolve_target(target_name), Path(tmp)).report[
-                    "metrics"
-                ]
-                ips = metric_value(m, "inferences_per_second")
-                offchip = (metric_value(m, "off_chip_flash_used") or 0) + (
-                    metric_value(m, "dram_used") or 0
+                report = build_target(converted, resolve_target(target_name), Path(tmp)).report
+                ips = report.value("inferences_per_second")
+                offchip = (report.value("off_chip_flash_used") or 0) + (
+                    report.value("dram_used") or 0
                 )
                 table.add_row(
                     name, target_name, f"{ips:.1f}", str(ref), f"{ips / ref:.2f}",
-                    f"{metric_value(m, 'mac_utilisation'):.1f}",
-                    f"{metric_value(m, 'sram_used'):.0f}", f"{offchip:.0f}",
-                    f"{metric_value(m, 'npu_ops')}/{metric_value(m, 'npu_ops') + metric_value(m, 'cpu_ops')}",
+                    f"{report.value('mac_utilisation'):.1f}",
+                    f"{report.value('sram_used'):.0f}", f"{offchip:.0f}",
+                    f"{report.value('npu_ops')}/{report.value('npu_ops') + report.value('cpu_ops')}",
                 )  # fmt: skip
     Console(width=140).print(table)
 

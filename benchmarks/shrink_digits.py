@@ -5,7 +5,7 @@
 Trains `tiny_mbnet` (inverted residuals from ran_edge.blocks) on 1,400 digits upsampled
 to 32x32, then: gate search (label-free: distilling the trained model), activations
 removed, label-free recovery (distillation on the unlabelled training images; labels
-are used only to score), collapse by the MAC cost, int8 through ran_edge.pipeline.
+are used only to score), collapse by the MAC cost, int8 through ran_edge.build.
 Accuracy is on the 397 held-out digits at every stage; the int8 figure runs the int8
 TFLite in LiteRT. MACs and params are those of each stage's deploy form (BN folded),
 which is what ships. The collapsed model must give exactly the unmerged model's
@@ -28,12 +28,12 @@ import torch
 from torch import nn
 
 from ran_edge.blocks import to_deploy
+from ran_edge.build.convert import convert_model
+from ran_edge.build.many import build_target
 from ran_edge.calib import CalibrationData
 from ran_edge.convert.fidelity import _run as run_tflite
-from ran_edge.hw.targets import resolve_target
 from ran_edge.models import count_macs, create_model
 from ran_edge.models.loading import LoadedModel
-from ran_edge.pipeline import build_target, convert_model
 from ran_edge.shrink import (
     TrainConfig,
     accuracy,
@@ -48,6 +48,7 @@ from ran_edge.shrink import (
     vela_block_cost,
 )
 from ran_edge.shrink.depthshrink import ShrinkPlan, deploy_shrunk
+from ran_edge.targets.loading import resolve_target
 
 INPUT_SHAPE = (1, 1, 32, 32)
 TARGET = "ethos-u55-128"
@@ -224,8 +225,8 @@ def vela_comparison(original, shrunk, plan: ShrinkPlan) -> dict:
     """Vela on TARGET for both models: totals, and each collapsed block before/after."""
     target = resolve_target(TARGET)
     with tempfile.TemporaryDirectory() as tmp:
-        before = build_target(original, target, Path(tmp) / "a").report
-        after = build_target(shrunk, target, Path(tmp) / "b").report
+        before = build_target(original, target, Path(tmp) / "a").report.to_dict()
+        after = build_target(shrunk, target, Path(tmp) / "b").report.to_dict()
     rows_before = {r["path"]: r for r in before["modules"]["rows"]}
     rows_after = {r["path"]: r for r in after["modules"]["rows"]}
     blocks = [

@@ -1,16 +1,20 @@
 """Time per stage (export, quantize, Vela) and ran-edge's overhead over the bare tools.
 
-    .venv/bin/python benchmarks/stage_times.py [--model mobilenet_v2] [--target ethos-u55-128] [--repeats 3]
+    .venv/bin/python benchmarks/stage_times.py [--model mobilenet_v2] [--target ethos-u55-128]
+        [--targets ethos-u55-128,ethos-u55-256,ethos-u65-256,ethos-u85-256] [--repeats 3]
 
-"direct" calls litert-torch, ai-edge-quantizer and the `vela` CLI with nothing around them;
-"ran-edge" runs the same stages through ran_edge.pipeline, which adds the .tflite checks,
-int8-vs-float fidelity, module attribution and the atomic report writing. Both get the
-same preloaded calibration arrays. Medians over --repeats runs (machines here are shared).
+"bare tools" calls litert-torch, ai-edge-quantizer and the `vela` CLI with nothing around them;
+"ran-edge" is `build` from the same loaded model and calibration arrays (`build_loaded`, the
+loop `ran-edge build` runs): with every check on (int8 vs float fidelity and per-op
+sensitivity, the TFLM reference check, the NPU gate), module attribution and atomic reports,
+for one target and for several. Prints both ratios the build-speed goals are stated in.
+Medians over --repeats interleaved runs (machines here are shared).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import subprocess
 import sys
@@ -23,11 +27,12 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from ran_edge.build.many import build_loaded
+from ran_edge.build.results import resolve_targets
 from ran_edge.calib import load_calibration
-from ran_edge.hw.targets import resolve_target
 from ran_edge.models import load_model
-from ran_edge.pipeline import build_target, convert_model
 from ran_edge.quiet import captured_output
+from ran_edge.targets.loading import resolve_target
 
 
 def _nhwc(a: np.ndarray) -> np.ndarray:
@@ -62,38 +67,45 @@ def direct_run(loaded, calib, target, workdir: Path) -> dict[str, float]:
     vela += ["--accelerator-config", target.npu.accelerator, *target.vela.cli_args()]
     vela += ["--verbose-performance", "--output-dir", str(workdir / "vela")]
     subprocess.run(vela, check=True, capture_output=True)
-    times["vela"] = time.perf_counter() - t
+    times["rest"] = time.perf_counter() - t  # Vela
+    times["total"] = times["export"] + times["quantize"] + times["rest"]
     return times
 
 
-def ran_edge_run(loaded, calib, target, workdir: Path) -> dict[str, float]:
-    times: dict[str, float] = {}
+class StageClock:
+    """A BuildProgress that records how long each stage took (first word of its label)."""
 
-    class Timer:
-        def __init__(self, label: str) -> None:
-            self.key = label.split()[0]
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
 
-        def __enter__(self):
-            self.t = time.perf_counter()
+    @contextlib.contextmanager
+    def stage(self, label: str):
+        start = time.perf_counter()
+        yield
+        key = label.split()[0].rstrip(",:")
+        self.seconds[key] = self.seconds.get(key, 0.0) + time.perf_counter() - start
 
-        def __exit__(self, *exc):
-            times[self.key] = time.perf_counter() - self.t
+    @contextlib.contextmanager
+    def measure(self, label: str):
+        yield None
 
+    def note(self, message: str) -> None:
+        pass
+
+
+def ran_edge_run(loaded, calib, targets, workdir: Path) -> dict[str, float]:
+    """`build` from the loaded model: convert once, every target, every check, every report."""
+    clock = StageClock()
     t = time.perf_counter()
-    converted = convert_model(loaded, calib, stage=Timer)
-    times["convert total"] = time.perf_counter() - t
-    t = time.perf_counter()
-    build_target(converted, target, workdir)
-    times["vela"] = time.perf_counter() - t
+    build_loaded(loaded, calib, targets, workdir, incremental=False, progress=clock)
+    total = time.perf_counter() - t
+    export = clock.seconds.get("export", 0.0)
+    quantize = clock.seconds.get("calibrate", 0.0)
     return {
-        "export": times["export"],
-        "quantize": times["calibrate"],
-        "fidelity": times.get("int8", 0.0),
-        "other": times["convert total"]
-        - times["export"]
-        - times["calibrate"]
-        - times.get("int8", 0.0),
-        "vela": times["vela"],
+        "export": export,
+        "quantize": quantize,
+        "total": total,
+        "rest": total - export - quantize,
     }
 
 
@@ -101,51 +113,54 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="mobilenet_v2")
     parser.add_argument("--target", default="ethos-u55-128")
+    parser.add_argument(
+        "--targets",
+        default="ethos-u55-128,ethos-u55-256,ethos-u65-256,ethos-u85-256",
+        help="the several-target build compared with the one-target build",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--calib-samples", type=int, default=100)
     args = parser.parse_args()
 
     loaded = load_model(args.model)
-    target = resolve_target(args.target)
+    one = [resolve_target(args.target)]
+    several = resolve_targets(args.targets.split(","))
     calib = load_calibration(None, loaded.input_shape, num_samples=args.calib_samples, holdout=16)
-    runs: dict[str, list[dict[str, float]]] = {"direct": [], "ran-edge": []}
-    for fn in (direct_run, ran_edge_run):  # warm-up: imports and first-call costs, untimed
+    modes = {
+        "bare tools": lambda w: direct_run(loaded, calib, one[0], w),
+        "ran-edge, 1 target": lambda w: ran_edge_run(loaded, calib, one, w),
+        f"ran-edge, {len(several)} targets": lambda w: ran_edge_run(loaded, calib, several, w),
+    }
+    runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in modes}
+    for fn in modes.values():  # warm-up: imports and first-call costs, untimed
         with tempfile.TemporaryDirectory() as tmp:
-            fn(loaded, calib, target, Path(tmp))
-    for i in range(args.repeats):
-        for mode, fn in (("direct", direct_run), ("ran-edge", ran_edge_run)):
+            fn(Path(tmp))
+    for i in range(args.repeats):  # interleaved, so drift on a shared machine hits all alike
+        for mode, fn in modes.items():
             with tempfile.TemporaryDirectory() as tmp:
-                runs[mode].append(fn(loaded, calib, target, Path(tmp)))
+                runs[mode].append(fn(Path(tmp)))
         print(f"run {i + 1}/{args.repeats} done", file=sys.stderr)
 
     def med(mode: str, key: str) -> float:
-        return statistics.median(r.get(key, 0.0) for r in runs[mode])
+        return statistics.median(r[key] for r in runs[mode])
 
     table = Table(
-        title=f"{args.model} on {args.target}: median seconds over {args.repeats} runs, "
-        f"{len(calib.samples)} calibration samples"
+        title=f"{args.model}: median seconds over {args.repeats} runs, "
+        f"{len(calib.samples)} calibration samples, {len(calib.holdout)} held out"
     )
-    for col in ("stage", "direct", "ran-edge", "ran-edge / direct"):
-        table.add_column(col, justify="right" if col != "stage" else "left")
-    stages = ("export", "quantize", "vela", "fidelity", "other")
-    for stage in stages:
-        d, r = med("direct", stage), med("ran-edge", stage)
-        table.add_row(stage, f"{d:.2f}" if d else "-", f"{r:.2f}", f"{r / d:.3f}" if d else "-")
-    # Totals are sums of per-stage medians: robust to one slow run on a shared machine.
-    direct_total = sum(med("direct", s) for s in ("export", "quantize", "vela"))
-    same_stages = sum(med("ran-edge", s) for s in ("export", "quantize", "vela"))
-    full = sum(med("ran-edge", s) for s in stages)
-    table.add_row(
-        "three tools",
-        f"{direct_total:.2f}",
-        f"{same_stages:.2f}",
-        f"{same_stages / direct_total:.3f}",
-    )
-    table.add_row("everything", f"{direct_total:.2f}", f"{full:.2f}", f"{full / direct_total:.3f}")
+    for col in ("", "export", "quantize", "rest", "total"):
+        table.add_column(col, justify="left" if not col else "right")
+    for mode in modes:
+        table.add_row(
+            mode, *(f"{med(mode, k):.2f}" for k in ("export", "quantize", "rest", "total"))
+        )
     Console(width=120).print(table)
+    bare = med("bare tools", "total")
+    single = med("ran-edge, 1 target", "total")
+    multi = med(f"ran-edge, {len(several)} targets", "total")
     print(
-        f"overhead over the bare tools: {100 * (same_stages / direct_total - 1):+.1f}% on the same "
-        f"three stages, {100 * (full / direct_total - 1):+.1f}% including fidelity, checks and reports"
+        f"ran-edge build, 1 target ({one[0].name}) / bare tools: {single / bare:.3f}x (goal <= 1.10)\n"
+        f"ran-edge build, {len(several)} targets / 1 target: {multi / single:.3f}x (goal <= 1.25)"
     )
 
 

@@ -7,19 +7,20 @@ and data made here: scikit-learn's shipped digits, nothing downloaded.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner, Result
-
-from ran_edge.cli import main
-
-ASSETS = Path(__file__).parent / "assets"
-DIGITS_NET = ASSETS / "digits_net.py"
-BUILD_TARGETS = ("ethos-u55-128", "ethos-u65-256")
+from helpers import (
+    BUILD_TARGETS,
+    DIGITS_NET,
+    Build,
+    DigitsModel,
+    TrainedDigits,
+    digits_arrays,
+    digits_split,
+    run_cli,
+)
 
 
 @pytest.fixture(scope="module")
@@ -29,16 +30,6 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-@dataclass(frozen=True)
-class TrainedDigits:
-    model: torch.nn.Module  # trained TinyMBNet (treat as read-only: it is shared)
-    train_x: np.ndarray
-    train_y: np.ndarray
-    test_x: np.ndarray
-    test_y: np.ndarray
-    accuracy: float
 
 
 @pytest.fixture(scope="session")
@@ -51,8 +42,7 @@ def trained_tiny_mbnet() -> TrainedDigits:
     torch.set_num_threads(1)  # tiny tensors: extra threads only contend
     try:
         x, y = digits_arrays()
-        order = np.random.default_rng(0).permutation(len(x))
-        train, test = order[:1400], order[1400:]
+        train, test = digits_split()
         model = create_model("tiny_mbnet")
         config = TrainConfig(epochs=4, lr=3e-3, progress=False)
         train_student(model, x[train], labels=y[train], config=config)
@@ -62,40 +52,13 @@ def trained_tiny_mbnet() -> TrainedDigits:
     return TrainedDigits(model, x[train], y[train], x[test], y[test], acc)
 
 
-def run_cli(*args: str) -> Result:
-    """Invoke `ran-edge` in-process; exceptions other than SystemExit propagate."""
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-
-def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
-    """scikit-learn's 1,797 digits as N x 1 x 32 x 32 float32 in [0, 1], and labels."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    x = torch.tensor(digits.images, dtype=torch.float32)[:, None] / 16.0
-    x = torch.nn.functional.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False)
-    return x.numpy(), digits.target.astype(np.int64)
-
-
-@dataclass(frozen=True)
-class DigitsModel:
-    spec: str  # file.py:factory
-    weights: Path
-    calib: Path  # .npz of held-out-free calibration rows
-    test_x: np.ndarray
-    test_y: np.ndarray
-    float_accuracy: float
-
-
 @pytest.fixture(scope="session")
 def digits_model(tmp_path_factory) -> DigitsModel:
     """DigitsNet trained for a few seconds on CPU (seeded), with a calibration .npz."""
     from ran_edge.models import load_model
 
     x, y = digits_arrays()
-    rng = np.random.default_rng(0)
-    order = rng.permutation(len(x))
-    train, test = order[:1400], order[1400:]
+    train, test = digits_split()
     torch.manual_seed(0)  # before building: the init draws from the global RNG too
     loaded = load_model(f"{DIGITS_NET}:make_net")
     net = loaded.module.train()
@@ -124,14 +87,6 @@ def digits_model(tmp_path_factory) -> DigitsModel:
     calib = folder / "digits_calib.npz"
     np.savez(calib, x=x[train[:200]])
     return DigitsModel(f"{DIGITS_NET}:make_net", weights, calib, x[test], y[test], acc)
-
-
-@dataclass(frozen=True)
-class Build:
-    out: Path
-    model_dir: Path
-    reports: dict[str, dict]
-    stdout: str
 
 
 @pytest.fixture(scope="session")

@@ -23,9 +23,11 @@ from dataclasses import dataclass, replace
 
 from ran_edge.advise.forms import FormGraph, build_form, replacement_forms
 from ran_edge.advise.sites import BlockForm, Site
-from ran_edge.hw.targets import Target
+from ran_edge.errors import StageError
+from ran_edge.report.model import Report
 from ran_edge.search.cost import BlockCost
 from ran_edge.search.graphs import GraphSpec, frames_of
+from ran_edge.targets.loading import Target
 
 Measure = Callable[[GraphSpec], BlockCost]
 DEFAULT_MAX_UTILISATION_PCT = 30.0
@@ -131,31 +133,36 @@ class Advice:
         return self.clock_hz / max(cycles, 1)
 
 
-def report_metric(report: dict, name: str) -> float:
-    for metric in report["metrics"]:
-        if metric["name"] == name:
-            return float(metric["value"])
-    raise KeyError(f"report has no metric {name!r}")
+def report_metric(report: Report, name: str) -> float:
+    """A figure the advice cannot do without (`report.value`, which finds it): absent or
+    unavailable is an error that says which and why."""
+    value = report.value(name)
+    if value is None:
+        m = report.metric(name)
+        why = f"it is unavailable: {m.reason}" if m is not None else "the report has none"
+        raise StageError(
+            f"advice needs {name} from {report.model.name}'s report on {report.target.name}, "
+            f"but {why}."
+        )
+    return float(value)
 
 
-def in_network(report: dict, path: str | None, macs_per_cycle: int) -> InNetwork:
+def in_network(report: Report, path: str | None, macs_per_cycle: int) -> InNetwork:
     """Sum of the report's per-layer rows whose module is `path` or inside it (all rows
     for None), with utilisation computed as the report's per-module rows compute it."""
     prefix = f"{path}."
     rows = [
-        r
-        for r in report["layers"]
-        if path is None or r["module"] == path or str(r["module"]).startswith(prefix)
+        r for r in report.layers if path is None or r.module == path or r.module.startswith(prefix)
     ]
-    cycles = sum(int(r["cycles"]) for r in rows)
-    macs = sum(int(r["macs"]) for r in rows)
+    cycles = sum(int(r.cycles) for r in rows)
+    macs = sum(int(r.macs) for r in rows)
     total = report_metric(report, "cycles_total")
     util = 100.0 * macs / (cycles * macs_per_cycle) if cycles else 0.0
     return InNetwork(cycles, macs, util, 100.0 * cycles / total if total else 0.0)
 
 
 def assess(
-    report: dict, macs_per_cycle: int, sites: Sequence[Site], thresholds: Thresholds
+    report: Report, macs_per_cycle: int, sites: Sequence[Site], thresholds: Thresholds
 ) -> list[Assessed]:
     """Each site's in-network figures, flagged when its MAC utilisation is below the limit
     while it takes at least `min_share_pct` of the network's cycles."""
@@ -219,7 +226,7 @@ def make_advice(
     *,
     model: str,
     target: Target,
-    report: dict,
+    report: Report,
     assessed: Sequence[Assessed],
     skipped: Sequence[str],
     thresholds: Thresholds,

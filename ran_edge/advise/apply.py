@@ -24,7 +24,7 @@ from ran_edge.model_files import (
     read_description,
     save_model_files,
 )
-from ran_edge.search.space import Slot
+from ran_edge.models.ran_e_space import Slot
 
 FORMAT = "ran-edge-advised/1"
 

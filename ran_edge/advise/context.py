@@ -19,10 +19,10 @@ from torch import nn
 
 from ran_edge.advise.advice import BlockAdvice
 from ran_edge.advise.apply import Replacement, apply_replacements
-from ran_edge.hw.targets import Target
 from ran_edge.search.compiler import BlockCompiler, LiteRtCompiler
 from ran_edge.search.progress import progress_bar
 from ran_edge.search.table import vela_cost
+from ran_edge.targets.loading import Target
 
 
 def network_cycles(

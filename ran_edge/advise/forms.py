@@ -16,8 +16,8 @@ from torch import nn
 
 from ran_edge.advise.sites import ACTIVATIONS, BlockForm, Site
 from ran_edge.blocks import CollapsedBlock, InvertedResidual
+from ran_edge.models.ran_e_space import EXPANSIONS, KERNELS, Slot
 from ran_edge.search.graphs import Sandwich
-from ran_edge.search.space import EXPANSIONS, KERNELS, Slot
 
 COLLAPSED_KERNEL = 3
 

@@ -15,14 +15,21 @@ from ran_edge.advise.advice import (
     graphs_to_measure,
     make_advice,
     report_metric,
+    with_context,
 )
 from ran_edge.advise.apply import Replacement, apply_replacements, save_advised
+from ran_edge.advise.context import context_savings
 from ran_edge.advise.sites import find_sites, replaceable_model
-from ran_edge.calib import CalibrationData
+from ran_edge.build.many import build_loaded
+from ran_edge.calib import CalibrationData, load_calibration
 from ran_edge.errors import UsageError
-from ran_edge.hw.targets import Target
+from ran_edge.model_files import model_paths, spec_stem
+from ran_edge.models import load_model
 from ran_edge.models.loading import LoadedModel
-from ran_edge.pipeline import StageFn, build_or_reuse
+from ran_edge.progress import BuildProgress
+from ran_edge.search.table import CostTable
+from ran_edge.shrink.distill import TrainConfig, agreement, train_student
+from ran_edge.targets.loading import Target, resolve_target
 
 
 @dataclass(frozen=True)
@@ -69,12 +76,7 @@ class AdviseResult:
     apply_requested: bool = False
 
 
-def run_advise(req: AdviseRequest, stage: StageFn) -> AdviseResult:
-    from ran_edge.calib import load_calibration
-    from ran_edge.hw.targets import resolve_target
-    from ran_edge.models import load_model
-    from ran_edge.search.table import CostTable
-
+def run_advise(req: AdviseRequest, progress: BuildProgress) -> AdviseResult:
     target = resolve_target(req.target)
     if not target.is_npu:
         raise UsageError(
@@ -87,9 +89,9 @@ def run_advise(req: AdviseRequest, stage: StageFn) -> AdviseResult:
             "PyTorch module: pass a zoo name or path/to/file.py:factory (with --weights)."
         )
     apply_out = _apply_out(req) if req.apply else None  # checked before any work
-    with stage(f"load model {req.model_spec}"):
+    with progress.stage(f"load model {req.model_spec}"):
         loaded = load_model(req.model_spec, weights=req.weights, input_shape=req.input_shape)
-    with stage("load calibration set"):
+    with progress.stage("load calibration set"):
         data = load_calibration(
             req.calib,
             loaded.input_shape,
@@ -97,7 +99,7 @@ def run_advise(req: AdviseRequest, stage: StageFn) -> AdviseResult:
             holdout=req.holdout,
             seed=req.seed,
         )
-    built = build_or_reuse(loaded, data, target, req.out, stage=stage, weights=req.weights)
+    (built,) = build_loaded(loaded, data, [target], req.out, weights=req.weights, progress=progress)
     teacher = replaceable_model(loaded.module)
     sites, skipped = find_sites(teacher, tuple(loaded.input_shape))
     assessed = assess(built.report, target.npu.macs_per_cycle, sites, req.thresholds)
@@ -116,9 +118,6 @@ def run_advise(req: AdviseRequest, stage: StageFn) -> AdviseResult:
         cost_all=req.cost_all,
     )
     if req.in_context:
-        from ran_edge.advise.advice import with_context
-        from ran_edge.advise.context import context_savings
-
         shape = tuple(loaded.input_shape)
         savings = context_savings(
             teacher, shape, advice.blocks, target, seed=req.seed, progress=req.progress
@@ -127,13 +126,11 @@ def run_advise(req: AdviseRequest, stage: StageFn) -> AdviseResult:
     report_path = str(built.out_dir / "report.json")
     if apply_out is None or not advice.recommended:
         return AdviseResult(advice, report_path, None, req.apply)
-    applied = _apply(req, loaded, data, teacher, advice, apply_out, target, stage)
+    applied = _apply(req, loaded, data, teacher, advice, apply_out, target, progress)
     return AdviseResult(advice, report_path, applied, True)
 
 
 def _apply_out(req: AdviseRequest) -> Path:
-    from ran_edge.model_files import model_paths, spec_stem
-
     if req.apply_out is not None:
         return model_paths(req.apply_out).program
     name = spec_stem(req.model_spec)
@@ -148,11 +145,8 @@ def _apply(
     advice: Advice,
     out: Path,
     target: Target,
-    stage: StageFn,
+    progress: BuildProgress,
 ) -> Applied:
-    from ran_edge.models import load_model
-    from ran_edge.shrink.distill import TrainConfig, agreement, train_student
-
     replacements = [
         Replacement(b.site.path, b.site.slot, b.best.form) for b in advice.recommended if b.best
     ]
@@ -171,7 +165,7 @@ def _apply(
         )
     after = agreement(student, teacher, holdout).top1_agreement if len(holdout) else None
     shape = tuple(loaded.input_shape)
-    with stage(f"save {out}"):
+    with progress.stage(f"save {out}"):
         files = save_advised(
             student,
             shape,
@@ -189,9 +183,9 @@ def _apply(
                 },
             },
         )
-    with stage("load the advised model"):
+    with progress.stage("load the advised model"):
         advised = load_model(f"{files.factory}:make_model")
-    built = build_or_reuse(advised, data, target, req.out, stage=stage)
+    (built,) = build_loaded(advised, data, [target], req.out, progress=progress)
     return Applied(
         files={k: str(v) for k, v in vars(files).items()},
         replaced=paths,

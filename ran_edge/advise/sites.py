@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from torch import nn
 
 from ran_edge.blocks import InvertedResidual
+from ran_edge.models.ran_e_space import Slot
 from ran_edge.probe import probe_forward
-from ran_edge.search.space import Slot
 from ran_edge.shrink.adapt import to_shrinkable
 
 # Activations a replacement block can be built with, by class name (kept in JSON files).

@@ -16,8 +16,8 @@ from torch import Tensor, nn
 
 from ran_edge.blocks.conv_bn import ConvBN
 from ran_edge.errors import UsageError
-from ran_edge.shrink.branches import as_pair
-from ran_edge.shrink.collapse import fold_residual
+from ran_edge.reparam.branches import as_pair
+from ran_edge.reparam.chain import fold_residual
 
 
 class CollapsedBlock(nn.Module):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ran_edge.shrink.fold import fold_bn
+from ran_edge.reparam.fold import fold_bn
 
 
 class ConvBN(nn.Module):

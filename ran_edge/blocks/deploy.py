@@ -18,9 +18,9 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
-from ran_edge.shrink.branches import MergeRefused
-from ran_edge.shrink.collapse import Border, fold_residual, merge_sequential_convs
-from ran_edge.shrink.fold import fold_bn
+from ran_edge.reparam.branches import MergeRefused
+from ran_edge.reparam.chain import Border, fold_residual, merge_sequential_convs
+from ran_edge.reparam.fold import fold_bn
 
 
 @runtime_checkable

@@ -24,15 +24,17 @@ from collections.abc import Callable
 
 from torch import Tensor, nn
 
+from ran_edge.blocks.collapsed import CollapsedBlock
 from ran_edge.blocks.conv_bn import ConvBN
 from ran_edge.blocks.deploy import deploy_sequence
 from ran_edge.errors import UsageError
-from ran_edge.shrink.branches import ConvKernel, MergeRefused
-from ran_edge.shrink.collapse import (
+from ran_edge.reparam.branches import ConvKernel, MergeRefused
+from ran_edge.reparam.chain import (
     Border,
     check_border,
-    collapse_inverted_residual,
     conv2d_value_padded,
+    fold_residual,
+    merge_sequential_convs,
 )
 
 
@@ -116,3 +118,31 @@ def _pad_first(depthwise: nn.Conv2d) -> tuple[nn.ZeroPad2d, nn.Conv2d]:
     ph, pw = kernel.padding
     unpadded = ConvKernel(kernel.weight, kernel.bias, kernel.stride, (0, 0), kernel.groups)
     return nn.ZeroPad2d((pw, pw, ph, ph)), unpadded.to_conv(like=depthwise.weight)
+
+
+def collapse_inverted_residual(
+    block: InvertedResidual, *, trainable: bool = False
+) -> nn.Conv2d | CollapsedBlock:
+    """The whole linear inverted residual (expand -> depthwise -> project [+ x]) as one conv.
+
+    Needs both inner activations to be nn.Identity (e.g. removed by DepthShrinker) and a
+    border convention that makes the merge exact: border="bias", or no expand layer, or
+    an expand layer whose folded bias is zero. `trainable=True` returns a CollapsedBlock
+    (conv + BN + residual, no activation) initialised to the same function, for further
+    training; else a plain Conv2d with BN and the residual folded in.
+    """
+    nonlinear = [
+        f"{name} is {type(act).__name__}"
+        for name, act in (("expand_act", block.expand_act), ("dw_act", block.dw_act))
+        if not isinstance(act, nn.Identity)
+    ]
+    if nonlinear:
+        raise MergeRefused(
+            f"the inverted residual is not linear ({', '.join(nonlinear)}); only a chain "
+            "without activations collapses. Set those activations to nn.Identity() "
+            "(DepthShrinker) and fine-tune before collapsing."
+        )
+    merged = merge_sequential_convs(block.folded_convs(), border=block.border)
+    if trainable:
+        return CollapsedBlock.from_conv(merged, residual=block.use_residual, act=nn.Identity())
+    return fold_residual(merged) if block.use_residual else merged

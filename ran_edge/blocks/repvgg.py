@@ -7,7 +7,7 @@ from collections.abc import Callable
 from torch import Tensor, nn
 
 from ran_edge.blocks.conv_bn import ConvBN
-from ran_edge.shrink.branches import merge_parallel
+from ran_edge.reparam.branches import merge_parallel
 
 
 class RepVGGBlock(nn.Module):

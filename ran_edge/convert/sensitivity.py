@@ -21,7 +21,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ran_edge.hw.attribution import ModuleIndex, attribute_layers
+from ran_edge.convert.attribution import ModuleIndex, attribute_layers
+from ran_edge.errors import RanEdgeError
 
 # float32 carries ~24 bits (~144 dB); a tensor reproduced without any error is reported at
 # this cap with `exact=True`, so every figure stays a finite, JSON-safe, sortable number.
@@ -202,7 +203,7 @@ def _pairs(q_interp, f_interp) -> tuple[list[_Pair], list[SkippedOp]]:
 
 
 def _macs_by_index(model: bytes) -> dict[int, int]:
-    from ran_edge.hw.tflite_ops import read_op_costs
+    from ran_edge.convert.tflite_ops import read_op_costs
 
     return {cost.index: cost.macs for cost in read_op_costs(model)}
 
@@ -292,3 +293,29 @@ def attribute_sensitivity(
     ops = sensitivity.ops
     paths = attribute_layers([(op.tensor, op.macs) for op in ops], modules)
     return tuple(LayerSensitivity(op, path) for op, path in zip(ops, paths, strict=True))
+
+
+def sensitivity_rows(float_tflite: bytes, quant: bytes, holdout: np.ndarray, modules):
+    """Per-op sensitivity, or () when this model's tensors cannot be paired: an analysis
+    that fails must not fail a build whose int8 model is fine (the report says it is missing)."""
+    try:
+        return attribute_sensitivity(measure_sensitivity(float_tflite, quant, holdout), modules)
+    except RanEdgeError:
+        raise
+    except Exception:  # noqa: BLE001 - LiteRT raises many types on unusual graphs
+        return ()
+
+
+def sensitivity_json(rows: tuple[LayerSensitivity, ...], samples: int) -> dict | None:
+    if not rows:
+        return None
+    keys = ("index", "op_type", "tensor", "dtype", "sqnr_db", "exact", "drop_db")
+    return {
+        "samples": samples,
+        "cap_db": SQNR_CAP_DB,
+        "rows": [{"module": r.module} | _pick(r.op.as_dict(), keys) for r in rows],
+    }
+
+
+def _pick(row: dict, keys: tuple[str, ...]) -> dict:
+    return {k: row[k] for k in keys}

@@ -3,7 +3,7 @@
 Read through the LiteRT interpreter without its default delegates (so the op list is the
 model's own, with no XNNPACK `DELEGATE` node), and used for what the Ethos-U gate checks
 before Vela: int8 in and out, no float op left by the quantizer. Placement is Vela's call
-(ran_edge.hw.npu_gate).
+(ran_edge.targets.ethos_u.npu_gate).
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def npu_gate_problems(info: TfliteInfo) -> list[str]:
     """What Vela cannot judge for us (empty: the model is fully int8).
 
     int8 input and output, and no float op the quantizer left behind. Whether each op maps
-    to the NPU is Vela's verdict, not a list of op names (ran_edge.hw.npu_gate).
+    to the NPU is Vela's verdict, not a list of op names (ran_edge.targets.ethos_u.npu_gate).
     """
     problems = []
     for t in (*info.inputs, *info.outputs):

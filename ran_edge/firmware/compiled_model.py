@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ran_edge.hw.placement import placed_ops
+from ran_edge.targets.ethos_u.placement import placed_ops
 
 
 @dataclass(frozen=True)

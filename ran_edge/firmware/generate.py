@@ -27,7 +27,8 @@ from ran_edge.firmware.compile_check import CompileCheck, compile_model_data, to
 from ran_edge.firmware.compiled_model import read_compiled_model
 from ran_edge.firmware.memory_map import MemoryPlan, plan_memory, render_memory_map
 from ran_edge.firmware.tflm_check import tflm_reference_check
-from ran_edge.hw.targets import MemoryBudget
+from ran_edge.report.model import REPORT_FILE, Report, load_report
+from ran_edge.targets.loading import MemoryBudget, target_from_report
 
 FIRMWARE_DIR = "firmware"
 MANIFEST = "manifest.json"
@@ -51,17 +52,22 @@ class FirmwareResult:
     manifest: dict
 
 
-def _read_report(target_dir: Path) -> dict:
-    path = target_dir / "report.json"
+def _read_report(target_dir: Path) -> Report:
+    path = target_dir / REPORT_FILE
     if not path.is_file():
         raise UsageError(
-            f"{target_dir} is not a ran-edge build folder (no report.json); "
+            f"{target_dir} is not a ran-edge build folder (no {REPORT_FILE}); "
             "give build/<model>/<target> as written by `ran-edge build`."
         )
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{path} is not valid JSON ({exc}); rebuild it.") from None
+    report = load_report(path)
+    missing = [a for a in ("vela_tflite", "int8_tflite") if a not in report.artifacts]
+    if missing:
+        raise UsageError(
+            f"{path} lists no {' or '.join(missing)} ({report.target.name} is a "
+            f"{report.target.kind} target); firmware is written for Ethos-U builds: give the "
+            "folder of an Ethos-U target."
+        )
+    return report
 
 
 def _fingerprint(vela_bytes: bytes, options: FirmwareOptions, compile_check: bool) -> str:
@@ -78,30 +84,30 @@ def _fingerprint(vela_bytes: bytes, options: FirmwareOptions, compile_check: boo
     return h.hexdigest()
 
 
-def _persistent_tflm_bytes(report: dict, int8_path: Path) -> int:
+def _persistent_tflm_bytes(report: Report, int8_path: Path) -> int:
     """TFLM's measured persistent overhead: from the build's check, or measured now."""
-    tflm = report.get("tflm")
-    if tflm and tflm.get("arena_persistent_bytes"):
-        return int(tflm["arena_persistent_bytes"])
-    shape = report["conversion"]["inputs"][0]["shape"]
+    if report.tflm is not None and report.tflm.arena_persistent_bytes:
+        return int(report.tflm.arena_persistent_bytes)
+    shape = report.conversion.inputs[0].shape
     zeros = np.zeros((1, *shape[1:]), np.float32)
     return tflm_reference_check(int8_path.read_bytes(), zeros).arena_persistent_bytes
 
 
-def _io_tensors(report: dict, prefix: str) -> list[IoTensor]:
+def _io_tensors(report: Report, prefix: str) -> list[IoTensor]:
     tensors = []
-    for role in ("inputs", "outputs"):
-        for i, t in enumerate(report["conversion"][role]):
+    conversion = report.conversion
+    for role, group in (("input", conversion.inputs), ("output", conversion.outputs)):
+        for i, t in enumerate(group):
             tensors.append(
                 IoTensor(
-                    role=role[:-1],
+                    role=role,
                     index=i,
-                    name=t["name"],
-                    shape=tuple(t["shape"]),
-                    dtype=t["dtype"],
-                    scale=t["scale"],
-                    zero_point=t["zero_point"],
-                    macro=f"{prefix}_{role[:-1].upper()}{i}",
+                    name=t.name,
+                    shape=t.shape,
+                    dtype=t.dtype,
+                    scale=t.scale,
+                    zero_point=t.zero_point,
+                    macro=f"{prefix}_{role.upper()}{i}",
                 )
             )
     return tensors
@@ -116,13 +122,31 @@ def _merge_budget(profile: MemoryBudget, override: MemoryBudget) -> MemoryBudget
     )
 
 
+def firmware_for_build(build_dir: Path, options: FirmwareOptions) -> FirmwareResult:
+    """`ran-edge firmware`: the build folder's own target (the profile file its report names,
+    a custom `--target my-board.toml` too) supplies the memory budget."""
+    if not (build_dir / REPORT_FILE).is_file():
+        raise UsageError(
+            f"{build_dir} is not a ran-edge build folder (no report.json); "
+            "give build/<model>/<target> as written by `ran-edge build`."
+        )
+    facts = load_report(build_dir / REPORT_FILE).target
+    target = target_from_report(facts.name, facts.profile_path, facts.profile_sha256)
+    if not target.is_npu:
+        raise UsageError(
+            f"{build_dir} is a build for {target.name}, a CPU target: firmware sources are "
+            "for Ethos-U builds (give build/<model>/<ethos-u target>)."
+        )
+    return generate_firmware(build_dir, options, target.memory)
+
+
 def generate_firmware(
     target_dir: Path, options: FirmwareOptions, profile_budget: MemoryBudget
 ) -> FirmwareResult:
     """Write `<target_dir>/firmware/` (or do nothing when its inputs are unchanged)."""
     report = _read_report(target_dir)
-    vela_path = target_dir / report["artifacts"]["vela_tflite"]
-    int8_path = target_dir / report["artifacts"]["int8_tflite"]
+    vela_path = target_dir / report.artifacts["vela_tflite"]
+    int8_path = target_dir / report.artifacts["int8_tflite"]
     vela_bytes = vela_path.read_bytes()
     check = toolchain_available() if options.compile_check is None else options.compile_check
     budget = _merge_budget(profile_budget, options.budget)
@@ -134,11 +158,11 @@ def generate_firmware(
         if manifest.get("fingerprint") == fingerprint:
             return FirmwareResult(folder, True, manifest)
 
-    model_name = report["model"]["name"]
-    target = report["target"]
+    model_name = report.model.name
+    target = report.target
     compiled = read_compiled_model(vela_path)
     plan = plan_memory(
-        memory_mode=target["memory_mode"],
+        memory_mode=target.memory_mode,
         model_bytes=len(vela_bytes),
         scratch_bytes=compiled.scratch_bytes,
         scratch_fast_bytes=compiled.scratch_fast_bytes,
@@ -147,7 +171,7 @@ def generate_firmware(
         flash_budget=budget.flash_bytes,
         dram_budget=budget.dram_bytes,
     )
-    _fail_if_overflowing(plan, model_name, target["name"])
+    _fail_if_overflowing(plan, model_name, target.name)
     symbol = options.symbol or f"{c_identifier(model_name)}_model"
     header, source = render_model_data(
         vela_bytes,
@@ -155,8 +179,8 @@ def generate_firmware(
         section=options.section,
         vela_file=vela_path.name,
         model_name=model_name,
-        target_name=target["name"],
-        accelerator=target["accelerator"],
+        target_name=target.name,
+        accelerator=target.accelerator,
         arena=plan.tensor_arena_bytes,
         fast=plan.fast_memory_bytes,
         scratch=compiled.scratch_bytes,
@@ -174,7 +198,7 @@ def generate_firmware(
         write_atomic(tmp / "model_data.cc", source.encode())
         write_atomic(tmp / "model_io.h", io_header.encode())
         memory_map = render_memory_map(
-            plan, model_name=model_name, target_name=target["name"], budget_source=budget.source
+            plan, model_name=model_name, target_name=target.name, budget_source=budget.source
         )
         write_atomic(tmp / "memory_map.md", memory_map.encode())
         compiled_check = compile_model_data(tmp, options.section) if check else None
@@ -210,12 +234,14 @@ def _verify_section(check: CompileCheck, model_bytes: int) -> None:
         )
 
 
-def _manifest(report, symbol, options, vela_bytes, compiled, plan, check, fingerprint) -> dict:
+def _manifest(
+    report: Report, symbol, options, vela_bytes, compiled, plan, check, fingerprint
+) -> dict:
     return {
         "schema": "ran-edge/firmware",
         "schema_version": "1.0",
-        "model": report["model"]["name"],
-        "target": report["target"]["name"],
+        "model": report.model.name,
+        "target": report.target.name,
         "symbol": symbol,
         "section": options.section,
         "model_bytes": len(vela_bytes),
@@ -242,6 +268,6 @@ def _manifest(report, symbol, options, vela_bytes, compiled, plan, check, finger
             "section_bytes": check.section_bytes,
             "section_align": check.section_align,
         },
-        "tflm_reference": report.get("tflm"),
+        "tflm_reference": report.to_dict()["tflm"],  # the build's check, as it wrote it
         "fingerprint": fingerprint,
     }

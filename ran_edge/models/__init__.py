@@ -1,35 +1,30 @@
 """Model zoo and model loading: zoo names, `file.py:factory` and `.pt2` specs to nn.Modules.
 
-Importing this package registers every zoo model (the family modules register on import).
+Importing this package is free (no torch): `ran-edge models` lists the zoo from `zoo.json`
+(see `catalogue`). Names load on first use; the zoo registers its families on first lookup.
 """
 
-# The family modules register their models on import.
-from ran_edge.models import (  # noqa: F401
-    convnext_bn,
-    efficientnet_lite,
-    mobilenet_v2,
-    ran_e,
-    reference_nets,
-    tiny_mbnet,
-)
-from ran_edge.models.complexity import count_macs, count_params
-from ran_edge.models.loading import LoadedModel, load_model
-from ran_edge.models.registry import (
-    ModelEntry,
-    create_model,
-    get_entry,
-    list_models,
-    register_model,
-)
+from __future__ import annotations
 
-__all__ = [
-    "LoadedModel",
-    "ModelEntry",
-    "count_macs",
-    "count_params",
-    "create_model",
-    "get_entry",
-    "list_models",
-    "load_model",
-    "register_model",
-]
+import importlib
+
+_EXPORTS = {
+    "LoadedModel": "loading",
+    "load_model": "loading",
+    "count_macs": "complexity",
+    "count_params": "complexity",
+    "ModelEntry": "registry",
+    "create_model": "registry",
+    "get_entry": "registry",
+    "list_models": "registry",
+    "register_model": "registry",
+}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"ran_edge.models.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'ran_edge.models' has no attribute {name!r}")
+
+
+__all__ = sorted(_EXPORTS)

@@ -122,7 +122,7 @@ def _load_zoo(
 
 def _load_arch(path: Path, user_shape: tuple[int, ...] | None) -> LoadedModel:
     """An architecture file written by `ran-edge search` (random init; see docs/search.md)."""
-    from ran_edge.search.arch_file import arch_input_shape, load_arch_model
+    from ran_edge.models.arch_file import arch_input_shape, load_arch_model
 
     shape = arch_input_shape(path)
     return LoadedModel(load_arch_model(path), path.stem, user_shape or shape, f"arch:{path}")

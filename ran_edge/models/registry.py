@@ -8,6 +8,7 @@ weights (reproducible conversions and reports even without a checkpoint).
 from __future__ import annotations
 
 import difflib
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,21 @@ class ModelEntry:
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
+FAMILIES = (
+    "convnext_bn",
+    "efficientnet_lite",
+    "mobilenet_v2",
+    "ran_e",
+    "reference_nets",
+    "tiny_mbnet",
+)
+
+
+def _registry() -> dict[str, ModelEntry]:
+    """The zoo, its family modules imported (they register on import) the first time."""
+    for family in FAMILIES:
+        importlib.import_module(f"ran_edge.models.{family}")
+    return _REGISTRY
 
 
 def register_model(
@@ -64,14 +80,15 @@ def register_model(
 def get_entry(name: str) -> ModelEntry:
     """Look up a zoo entry; unknown names raise a UsageError with close suggestions."""
     try:
-        return _REGISTRY[name]
+        return _registry()[name]
     except KeyError:
         raise UsageError(_unknown_message(name)) from None
 
 
 def list_models() -> list[ModelEntry]:
     """All registered models, sorted by name."""
-    return [_REGISTRY[n] for n in sorted(_REGISTRY)]
+    registry = _registry()
+    return [registry[n] for n in sorted(registry)]
 
 
 def create_model(name: str, **kwargs: Any) -> nn.Module:
@@ -114,7 +131,7 @@ def calibrate_batchnorm(model: nn.Module, input_shape: tuple[int, ...], batches:
 
 
 def _unknown_message(name: str) -> str:
-    close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
+    close = difflib.get_close_matches(name, list(_registry()), n=3, cutoff=0.5)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
     return (
         f"unknown model {name!r}.{hint} Run `ran-edge models` to list the built-in models, "

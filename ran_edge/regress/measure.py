@@ -2,82 +2,84 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ran_edge.errors import UsageError
 from ran_edge.regress.baseline import Figures, entry_key
 from ran_edge.regress.config import DIRECTIONS, FIDELITY_METRICS, GateConfig
-from ran_edge.report.metrics import metric_value
+from ran_edge.report.model import REPORT_FILE, Report, load_report
 
-REPORT = "report.json"
+if TYPE_CHECKING:
+    from ran_edge.progress import BuildProgress
 
 
-def figures_from_report(report: dict) -> dict[str, float]:
-    """The gated figures of one report: Vela's, and int8 fidelity when it was measured."""
-    fidelity = (report.get("fidelity") or {}).get("metrics", [])
+def figures_from_report(report: Report) -> dict[str, float]:
+    """The gated figures of one report: Vela's, and int8 fidelity when it was measured
+    (an absent or unavailable figure is left out: the comparison calls it missing)."""
     found = {}
     for metric in DIRECTIONS:
-        source = fidelity if metric in FIDELITY_METRICS else report["metrics"]
-        value = metric_value(source, metric)
+        if metric in FIDELITY_METRICS:
+            value = report.fidelity_value(metric)
+        else:
+            value = report.value(metric)
         if value is not None:
             found[metric] = float(value)
     return found
 
 
 def read_reports(config: GateConfig, reports_dir: Path) -> Figures:
-    """Figures from `<reports_dir>/<model>/<target>/report.json` (no building)."""
+    """Figures from `<reports_dir>/<model>/<target>/report.json` (no building). A report made
+    with another version of a target's profile than the configured one is refused: its
+    figures answer a different question than the baseline's."""
+    from ran_edge.targets.loading import resolve_target
+
     figures: Figures = {}
     for case in config.models:
-        for target in case.targets:
-            path = reports_dir / case.name / target / REPORT
+        for target in map(resolve_target, case.targets):
+            path = reports_dir / case.name / target.name / REPORT_FILE
             if path.is_file():
-                figures[entry_key(case.name, target)] = figures_from_report(
-                    json.loads(path.read_text())
-                )
+                report = load_report(path)
+                _check_same_profile(report, target, path)
+                figures[entry_key(case.name, target.name)] = figures_from_report(report)
     if not figures:
         raise UsageError(
-            f"no report.json under {reports_dir} for the configured models; build them first."
+            f"no {REPORT_FILE} under {reports_dir} for the configured models; build them first."
         )
     return figures
 
 
-def build_reports(config: GateConfig, out: Path, stage: Callable) -> Figures:
+def _check_same_profile(report: Report, target, path: Path) -> None:
+    made_with = report.target.profile_sha256
+    if made_with is not None and made_with != target.sha256:
+        raise UsageError(
+            f"{path} was made with target profile {report.target.profile_path} "
+            f"(sha256 {made_with[:12]}), but {target.name} is now {target.source} "
+            f"(sha256 {target.sha256[:12]}); rebuild the report (drop --reports) or gate "
+            "with the profile it was made with."
+        )
+
+
+def build_reports(config: GateConfig, out: Path, progress: BuildProgress) -> Figures:
     """Build every configured model on its targets (incremental: unchanged inputs are reused)."""
-    from ran_edge.calib import load_calibration
-    from ran_edge.models import load_model
-    from ran_edge.pipeline import (
-        build_target,
-        convert_model,
-        inputs_fingerprint,
-        resolve_targets,
-        reuse_if_up_to_date,
-    )
+    from ran_edge.build.many import build_many
+    from ran_edge.build.requests import BuildRequest
 
     figures: Figures = {}
     for case in config.models:
-        targets = resolve_targets(case.targets)
-        with stage(f"{case.name}: load"):
-            loaded = load_model(case.spec, weights=case.weights, input_shape=case.input_shape)
-            loaded = replace(loaded, name=case.name)  # the entry's label names the folder
-            calib = load_calibration(
-                case.calib,
-                loaded.input_shape,
-                num_samples=config.calib_samples,
-                holdout=config.holdout,
-            )
-        converted = None
-        for target in targets:
-            fingerprint = inputs_fingerprint(loaded, calib, target, allow_cpu_fallback=True)
-            built = reuse_if_up_to_date(out, case.name, target, fingerprint)
-            if built is None:
-                if converted is None:
-                    converted = convert_model(loaded, calib, stage=stage)
-                with stage(f"{case.name}: Vela for {target.name}"):
-                    built = build_target(
-                        converted, target, out, allow_cpu_fallback=True, fingerprint=fingerprint
-                    )
-            figures[entry_key(case.name, target.name)] = figures_from_report(built.report)
+        request = BuildRequest(
+            model=case.spec,
+            targets=tuple(case.targets),
+            out=out,
+            weights=case.weights,
+            input_shape=case.input_shape,
+            name=case.name,  # the entry's label names the folder
+            calib=case.calib,
+            calib_samples=config.calib_samples,
+            holdout=config.holdout,
+            allow_cpu_fallback=True,
+            incremental=True,
+        )
+        for built in build_many(request, progress).builds:
+            figures[entry_key(case.name, built.target.name)] = figures_from_report(built.report)
     return figures

@@ -1,11 +1,14 @@
-"""Human tables for the terminal, rendered from report dicts (so a saved report.json prints too)."""
+"""Human tables for the terminal, rendered from `Report`s (so a saved report.json prints too:
+`load_report(path)`)."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
 
 from rich.console import Console
 from rich.table import Table
 
-from ran_edge.report.metrics import metric_value
+from ran_edge.report.model import Report, TflmFacts
 
 
 def _fmt(value, spec: str = ",.0f", missing: str = "n/a") -> str:
@@ -16,15 +19,7 @@ def _fmt(value, spec: str = ",.0f", missing: str = "n/a") -> str:
     return format(value, spec)
 
 
-def _metric(report: dict, name: str):
-    return metric_value(report["metrics"], name)
-
-
-def _fidelity(report: dict, name: str):
-    return metric_value(report["fidelity"]["metrics"], name)
-
-
-def _memory_cell(report: dict) -> str:
+def _memory_cell(report: Report) -> str:
     """Where weights (and, in Dedicated_Sram, the arena) live outside the NPU's SRAM."""
     parts = []
     for name, label in (
@@ -32,92 +27,84 @@ def _memory_cell(report: dict) -> str:
         ("dram_used", "DRAM"),
         ("on_chip_flash_used", "on-chip flash"),
     ):
-        value = _metric(report, name) or 0.0
-        if value and not (label == "on-chip flash" and _sram_only(report)):
+        value = report.value(name) or 0.0
+        if value and not (label == "on-chip flash" and report.target.sram_only):
             parts.append(f"{label} {value:,.1f}")
     return ", ".join(parts) or "0"
 
 
-def _sram_only(report: dict) -> bool:
-    return report["target"]["memory_mode"] == "Sram_Only"
-
-
-def _sram_cell(report: dict) -> str:
-    total = _metric(report, "sram_total")
-    if _sram_only(report):
-        weights = _metric(report, "on_chip_flash_used") or 0.0
+def _sram_cell(report: Report) -> str:
+    total = report.value("sram_total")
+    if report.target.sram_only:
+        weights = report.value("on_chip_flash_used") or 0.0
         return f"{_fmt(total, ',.1f')} (weights {weights:,.1f})"
     return _fmt(total, ",.1f")
 
 
-def summary_table(report: dict) -> Table:
-    t = report["target"]
+def _clock(hz: float | None) -> str:
+    return f"{hz / 1e6:,.0f} MHz" if hz else "no fixed clock"
+
+
+def summary_table(report: Report) -> Table:
+    t = report.target
     table = Table(
-        title=f"{report['model']['name']} on {t['name']}",
-        caption=f"{t['system_config']}, {t['memory_mode']}, {t['clock_hz'] / 1e6:.0f} MHz",
+        title=f"{report.model.name} on {t.name}",
+        caption=f"{t.system_config}, {t.memory_mode}, {_clock(t.clock_hz)}",
         show_header=False,
         title_justify="left",
         caption_justify="left",
     )
     table.add_column("figure", style="bold")
     table.add_column("value", justify="right")
+    v = report.value
     rows = [
-        ("inferences/s", _fmt(_metric(report, "inferences_per_second"), ",.1f")),
-        ("latency (ms)", _fmt(_metric(report, "latency"), ",.2f")),
-        ("NPU cycles", _fmt(_metric(report, "cycles_npu"))),
-        ("total cycles", _fmt(_metric(report, "cycles_total"))),
-        ("MACs", _fmt(_metric(report, "macs"))),
-        ("MAC utilisation (%)", _fmt(_metric(report, "mac_utilisation"), ".1f")),
+        ("inferences/s", _fmt(v("inferences_per_second"), ",.1f")),
+        ("latency (ms)", _fmt(v("latency"), ",.2f")),
+        ("NPU cycles", _fmt(v("cycles_npu"))),
+        ("total cycles", _fmt(v("cycles_total"))),
+        ("MACs", _fmt(v("macs"))),
+        ("MAC utilisation (%)", _fmt(v("mac_utilisation"), ".1f")),
         ("SRAM used (KiB)", _sram_cell(report)),
         ("off-chip memory used (KiB)", _memory_cell(report)),
-        ("encoded weights (B)", _fmt(_metric(report, "encoded_weights"))),
-        ("ops NPU / CPU", f"{_metric(report, 'npu_ops')} / {_metric(report, 'cpu_ops')}"),
+        ("encoded weights (B)", _fmt(v("encoded_weights"))),
+        ("ops NPU / CPU", f"{_fmt(v('npu_ops'))} / {_fmt(v('cpu_ops'))}"),
     ]
-    if _metric(report, "cpu_ops"):
-        host = report["target"].get("host_cpu") or {}
-        core = f" on {host['core']} @ {host['clock_hz'] / 1e6:,.0f} MHz" if host else ""
+    if v("cpu_ops"):
+        host = t.host_cpu
+        core = f" on {host.core} @ {host.clock_hz / 1e6:,.0f} MHz" if host else ""
         rows += [
-            (
-                f"CPU-fallback time (ms, estimated{core})",
-                _fmt(_metric(report, "cpu_fallback_time"), ",.3f"),
-            ),
-            ("system latency, NPU + CPU (ms)", _fmt(_metric(report, "system_latency"), ",.3f")),
-            ("system inferences/s", _fmt(_metric(report, "system_inferences_per_second"), ",.1f")),
+            (f"CPU-fallback time (ms, estimated{core})", _fmt(v("cpu_fallback_time"), ",.3f")),
+            ("system latency, NPU + CPU (ms)", _fmt(v("system_latency"), ",.3f")),
+            ("system inferences/s", _fmt(v("system_inferences_per_second"), ",.1f")),
         ]
-    if report["fidelity"]["samples"]:
-        top1 = _fidelity(report, "top1_agreement")
-        caveat = " (random weights)" if _random_weights(report) else ""
+    if report.fidelity.samples:
+        caveat = " (random weights)" if report.model.random_weights else ""
+        top1 = report.fidelity_value("top1_agreement")
         rows.append(("int8 top-1 agreement (%)", _fmt(top1, ".1f") + caveat))
-        rows.append(("int8 SQNR (dB)", _fmt(_fidelity(report, "sqnr"), ".1f") + caveat))
-    quantization = (report.get("conversion") or {}).get("quantization") or {}
-    if quantization:
-        int16 = quantization.get("int16_activations") or []
-        precision = f"int8, {quantization['method']} ranges"
-        if int16:
-            precision += f"; int16 activations in {len(int16)} module(s)"
+        rows.append(("int8 SQNR (dB)", _fmt(report.fidelity_value("sqnr"), ".1f") + caveat))
+    quantization = report.conversion.quantization
+    if quantization is not None:
+        precision = f"int8, {quantization.method} ranges"
+        if quantization.int16_activations:
+            precision += f"; int16 activations in {len(quantization.int16_activations)} module(s)"
         rows.append(("quantization", precision))
-    tflm = report.get("tflm")
-    if tflm:
-        rows.append(("TFLM vs LiteRT reference", tflm_verdict(tflm)))
+    if report.tflm is not None:
+        rows.append(("TFLM vs LiteRT reference", tflm_verdict(report.tflm)))
     for name, value in rows:
         table.add_row(name, value)
     return table
 
 
-def _random_weights(report: dict) -> bool:
-    return report["model"].get("weights", "").startswith("random")
-
-
-def tflm_verdict(tflm: dict) -> str:
+def tflm_verdict(tflm: TflmFacts) -> str:
     """The TFLM check in a cell: passed (bit-exact or rounding only), or what differs."""
-    if tflm.get("error"):
-        return tflm["error"][:90]
-    if tflm["bit_exact"]:
-        return f"passed: bit-exact ({tflm['samples']} samples)"
-    where = f", from {tflm['first_mismatch'][:60]}" if tflm.get("first_mismatch") else ""
-    differ = f"{tflm['mismatched_samples']}/{tflm['samples']} samples differ by "
-    differ += f"{tflm['max_abs_diff']} LSB{where}"
-    if tflm.get("passed"):
+    if tflm.error:
+        return tflm.error[:90]
+    if tflm.bit_exact:
+        return f"passed: bit-exact ({tflm.samples} samples)"
+    where = f", from {tflm.first_mismatch[:60]}" if tflm.first_mismatch else ""
+    differ = f"{tflm.mismatched_samples}/{tflm.samples} samples differ by "
+    differ += f"{tflm.max_abs_diff} LSB{where}"
+    if tflm.passed:
         return f"passed: {differ} (rounding mode, not a bug)"
     return differ
 
@@ -130,14 +117,13 @@ RANDOM_WEIGHTS_NOTE = (
 )
 
 
-def sensitivity_table(report: dict, count: int = 5) -> Table | None:
+def sensitivity_table(report: Report, count: int = 5) -> Table | None:
     """The ops whose quantized output is furthest from float: where to look first."""
-    section = report.get("sensitivity")
-    if not section or not section.get("rows"):
+    section = report.sensitivity
+    if section is None or not section.rows:
         return None
-    rows = sorted(section["rows"], key=lambda r: (r["sqnr_db"], r["index"]))[:count]
     table = Table(
-        title=f"least faithful layers (SQNR vs float on {section['samples']} held-out samples)",
+        title=f"least faithful layers (SQNR vs float on {section.samples} held-out samples)",
         title_justify="left",
         caption="cumulative: each op carries its inputs' error; `drop` is what this op adds. "
         "Fix: --int16-activations MODULE or --auto-mixed-precision.",
@@ -152,22 +138,22 @@ def sensitivity_table(report: dict, count: int = 5) -> Table | None:
         ("drop dB", "right"),
     ):
         table.add_column(col, justify=justify)
-    for r in rows:
+    for r in section.worst(count):
         table.add_row(
-            str(r["index"]),
-            r["op_type"],
-            r["module"],
-            r["dtype"],
-            _fmt(r["sqnr_db"], ".1f"),
-            _fmt(r.get("drop_db"), ".1f", "-"),
+            str(r.index),
+            r.op_type,
+            r.module,
+            r.dtype,
+            _fmt(r.sqnr_db, ".1f"),
+            _fmt(r.drop_db, ".1f", "-"),
         )
     return table
 
 
-def mixed_precision_table(report: dict) -> Table | None:
+def mixed_precision_table(report: Report) -> Table | None:
     """Each automatic mixed-precision choice with its fidelity and Vela cycle cost."""
-    quantization = (report.get("conversion") or {}).get("quantization") or {}
-    mixed = quantization.get("mixed_precision")
+    quantization = report.conversion.quantization
+    mixed: Mapping | None = quantization.mixed_precision if quantization else None
     if not mixed:
         return None
     goal = mixed["goal"]
@@ -192,8 +178,8 @@ def mixed_precision_table(report: dict) -> Table | None:
     return table
 
 
-def fallback_table(report: dict) -> Table | None:
-    if not report["cpu_fallbacks"]:
+def fallback_table(report: Report) -> Table | None:
+    if not report.cpu_fallbacks:
         return None
     table = Table(
         title="ops Vela leaves on the CPU (its reason, and the fix)", title_justify="left"
@@ -203,32 +189,19 @@ def fallback_table(report: dict) -> Table | None:
     table.add_column("Vela's reason", overflow="fold")
     table.add_column("fix", overflow="fold")
     table.add_column("host ms (est.)", justify="right")
-    for f in report["cpu_fallbacks"]:
+    for f in report.cpu_fallbacks:
         table.add_row(
-            f["op_type"],
-            f.get("module") or f["name"][-50:],
-            f["reason"],
-            f.get("fix", ""),
-            _fmt(f.get("host_time_ms"), ",.4f"),
+            f.op_type,
+            f.module or f.name[-50:],
+            f.reason,
+            f.fix or "",
+            _fmt(f.host_time_ms, ",.4f"),
         )
     return table
 
 
-def module_rows(report: dict, depth: int) -> list[dict]:
-    """Module costs with paths cut at `depth`: a module shallower than `depth` with no child."""
-    rows = report["modules"]["rows"]
-    paths = {r["path"] for r in rows}
-    keep = [
-        r
-        for r in rows
-        if r["depth"] == depth
-        or (r["depth"] < depth and not any(p.startswith(r["path"] + ".") for p in paths))
-    ]
-    return sorted(keep, key=lambda r: -r["cycles"])
-
-
-def module_table(report: dict, depth: int | None = None, count: int = 10) -> Table:
-    depth = depth or report["modules"]["depth"]
+def module_table(report: Report, depth: int | None = None, count: int = 10) -> Table:
+    depth = depth or report.module_depth
     table = Table(
         title=f"top PyTorch modules by cycles (depth {depth})",
         title_justify="left",
@@ -241,76 +214,72 @@ def module_table(report: dict, depth: int | None = None, count: int = 10) -> Tab
         ("MAC util %", "right"),
     ):
         table.add_column(col, justify=justify)
-    for r in module_rows(report, depth)[:count]:
+    for r in report.modules_at(depth)[:count]:
         table.add_row(
-            r["path"],
-            _fmt(r["cycles"]),
-            _fmt(r["cycle_share_pct"], ".1f"),
-            _fmt(r["macs"]),
-            _fmt(r["mac_utilisation_pct"], ".1f"),
+            r.path,
+            _fmt(r.cycles),
+            _fmt(r.cycle_share_pct, ".1f"),
+            _fmt(r.macs),
+            _fmt(r.mac_utilisation_pct, ".1f"),
         )
     return table
 
 
-def layer_table(report: dict) -> Table:
-    title = "per-layer (estimated, LiteRT + XNNPACK)" if _is_cpu(report) else "per-layer (Vela)"
+def layer_table(report: Report) -> Table:
+    title = "per-layer (estimated, LiteRT + XNNPACK)" if report.is_cpu else "per-layer (Vela)"
     table = Table(title=title, title_justify="left")
     for col in ("#", "op", "on", "cycles", "MACs", "util %", "bound", "module"):
         table.add_column(col)
-    for row in report["layers"]:
+    for row in report.layers:
         table.add_row(
-            str(row["index"]),
-            row["op"],
-            row["placement"],
-            _fmt(row["cycles"]),
-            _fmt(row["macs"]),
-            _fmt(row["mac_utilisation_pct"], ".1f"),
-            "memory" if row["memory_bound"] else "compute",
-            row["module"],
+            str(row.index),
+            row.op,
+            row.placement,
+            _fmt(row.cycles),
+            _fmt(row.macs),
+            _fmt(row.mac_utilisation_pct, ".1f"),
+            "memory" if row.memory_bound else "compute",
+            row.module,
         )
     return table
 
 
-def _source(report: dict, name: str) -> str:
-    for m in report["metrics"]:
-        if m["name"] == name:
-            return m.get("source", "unavailable")
-    return "n/a"
+def _source(report: Report, name: str) -> str:
+    m = report.metric(name)
+    if m is None:
+        return "n/a"
+    return m.source or "unavailable"
 
 
-def _is_cpu(report: dict) -> bool:
-    return report["target"].get("kind") == "cortex-a"
+def _system_latency(report: Report):
+    value = report.value("system_latency")
+    return report.value("latency") if value is None else value
 
 
-def _system_latency(report: dict):
-    value = _metric(report, "system_latency")
-    return _metric(report, "latency") if value is None else value
+def _system_ips(report: Report):
+    value = report.value("system_inferences_per_second")
+    return report.value("inferences_per_second") if value is None else value
 
 
-def _system_ips(report: dict):
-    value = _metric(report, "system_inferences_per_second")
-    return _metric(report, "inferences_per_second") if value is None else value
-
-
-def _memory_kib(report: dict) -> tuple[str, str]:
+def _memory_kib(report: Report) -> tuple[str, str]:
     """(memory cell, its source): RSS growth or model memory on a CPU, SRAM on an Ethos-U."""
-    if _is_cpu(report):
-        peak = _metric(report, "peak_memory")
+    if report.is_cpu:
+        peak = report.value("peak_memory")
         if peak is not None:
             return f"{peak:,.0f} RSS", _source(report, "peak_memory")
-        return f"{_fmt(_metric(report, 'model_memory'), ',.0f')} model", "estimated"
+        return f"{_fmt(report.value('model_memory'), ',.0f')} model", "estimated"
     return f"{_sram_cell(report)} SRAM", _source(report, "sram_total")
 
 
-def _latency_source(report: dict) -> str:
-    if _is_cpu(report):
+def _latency_source(report: Report) -> str:
+    if report.is_cpu:
         return _source(report, "latency")
-    if (_metric(report, "cpu_ops") or 0) == 0:
+    if (report.value("cpu_ops") or 0) == 0:
         return "vela"
     return "vela + estimated CPU" if _source(report, "cpu_fallback_time") == "estimated" else "vela"
 
 
-def comparison_table(reports: list[dict]) -> Table:
+def comparison_table(reports: Sequence[Report]) -> Table:
     """One row per target, Ethos-U and CPU alike: latency, FPS, memory, and where each came from.
 
     Ethos-U latency here is the whole system's (NPU + Cortex-M time of CPU-fallback ops)."""
@@ -329,28 +298,29 @@ def comparison_table(reports: list[dict]) -> Table:
     for r in reports:
         memory, memory_source = _memory_kib(r)
         table.add_row(
-            r["target"]["name"],
+            r.target.name,
             _fmt(_system_latency(r), ",.3f"),
             _fmt(_system_ips(r), ",.1f"),
             memory,
-            f"{_metric(r, 'npu_ops')}/{_metric(r, 'cpu_ops')}",
-            "-" if _is_cpu(r) else _fmt(_metric(r, "mac_utilisation"), ".1f"),
+            f"{_fmt(r.value('npu_ops'))}/{_fmt(r.value('cpu_ops'))}",
+            "-" if r.is_cpu else _fmt(r.value("mac_utilisation"), ".1f"),
             _latency_source(r),
             memory_source,
         )
     return table
 
 
-def cpu_summary_table(report: dict) -> Table:
-    t = report["target"]
-    cpu = report.get("cpu") or {}
-    clock = f"{t['clock_hz'] / 1e6:,.0f} MHz" if t.get("clock_hz") else "no fixed clock"
-    where = cpu.get("where")
-    mode = cpu.get("mode", "estimated") + (f" on {where}" if where and where != "local" else "")
+def cpu_summary_table(report: Report) -> Table:
+    t = report.target
+    cpu = report.cpu
+    where = cpu.where if cpu else None
+    mode = (cpu.mode if cpu else "estimated") + (
+        f" on {where}" if where and where != "local" else ""
+    )
     table = Table(
-        title=f"{report['model']['name']} on {t['name']} ({mode})",
-        caption=f"{t['cores']} x {t['core']}, {clock}, SIMD {', '.join(t['simd']) or 'none'}, "
-        f"{t['threads']} thread(s); LiteRT + XNNPACK",
+        title=f"{report.model.name} on {t.name} ({mode})",
+        caption=f"{t.cores} x {t.core}, {_clock(t.clock_hz)}, SIMD {', '.join(t.simd) or 'none'}, "
+        f"{t.threads} thread(s); LiteRT + XNNPACK",
         show_header=False,
         title_justify="left",
         caption_justify="left",
@@ -369,33 +339,32 @@ def cpu_summary_table(report: dict) -> Table:
         ("ops", "cpu_ops", ",.0f"),
     ]
     for label, name, spec in rows:
-        table.add_row(label, _fmt(_metric(report, name), spec), _source(report, name))
-    m = cpu.get("measurement")
-    if m:
-        table.add_row("runs (warm-up)", f"{m['runs']} ({m['warmup']})", "measured")
-        table.add_row("machine", f"{m['machine'].get('cpu_model', '')}"[:50], "measured")
-    if report["fidelity"]["samples"]:
-        table.add_row(
-            "int8 top-1 agreement (%)", _fmt(_fidelity(report, "top1_agreement"), ".1f"), "litert"
-        )
+        table.add_row(label, _fmt(report.value(name), spec), _source(report, name))
+    m = cpu.measurement if cpu else None
+    if m is not None:
+        table.add_row("runs (warm-up)", f"{m.runs} ({m.warmup})", "measured")
+        table.add_row("machine", f"{m.machine.get('cpu_model', '')}"[:50], "measured")
+    if report.fidelity.samples:
+        top1 = report.fidelity_value("top1_agreement")
+        table.add_row("int8 top-1 agreement (%)", _fmt(top1, ".1f"), "litert")
     return table
 
 
-def print_quantization(console: Console, report: dict) -> None:
+def print_quantization(console: Console, report: Report) -> None:
     """Where the int8 error comes from, what was raised to int16, what was rewritten."""
-    quantization = (report.get("conversion") or {}).get("quantization") or {}
-    for rewrite in quantization.get("rewrites", []):
-        where = rewrite["module"] or "(top level)"
-        console.print(f"[dim]rewritten for the NPU: {rewrite['rewrite']} at {where}[/dim]")
+    quantization = report.conversion.quantization
+    for rewrite in quantization.rewrites if quantization else ():
+        where = rewrite.module or "(top level)"
+        console.print(f"[dim]rewritten for the NPU: {rewrite.rewrite} at {where}[/dim]")
     for table in (mixed_precision_table(report), sensitivity_table(report)):
         if table is not None:
             console.print(table)
-    if report["fidelity"]["samples"] and _random_weights(report):
+    if report.fidelity.samples and report.model.random_weights:
         console.print(RANDOM_WEIGHTS_NOTE)
 
 
-def print_report(console: Console, report: dict, *, layers: bool = False, depth=None) -> None:
-    if _is_cpu(report):
+def print_report(console: Console, report: Report, *, layers: bool = False, depth=None) -> None:
+    if report.is_cpu:
         console.print(cpu_summary_table(report))
         console.print(module_table(report, depth))
         if layers:

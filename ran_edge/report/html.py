@@ -2,13 +2,14 @@
 target built, readable offline (inline CSS, images as data URIs, a CSP that forbids any
 network load), and byte-identical for the same reports.
 
-The page is built in two steps: report dicts -> view dataclasses (plain strings and
+The page is built in two steps: `Report`s -> view dataclasses (plain strings and
 charts, all formatting decided here) -> the jinja2 template (autoescaped, layout only).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import tempfile
@@ -20,13 +21,10 @@ import jinja2
 
 from ran_edge.errors import UsageError
 from ran_edge.report import plots
-from ran_edge.report.console import module_rows
-from ran_edge.report.metrics import metric_value
+from ran_edge.report.console import tflm_verdict
+from ran_edge.report.model import REPORT_FILE, MetricValue, Report, by_target, load_report
 
-REPORT_FILE = "report.json"
 HTML_FILE = "report.html"
-SCHEMA_ID = "ran-edge/report"
-READS_MAJOR = 1
 MODULE_TOP = 20
 EXTRA_IMAGE_TYPES = {".png": "image/png", ".svg": "image/svg+xml"}
 EXTRA_IMAGE_MAX_BYTES = 4 << 20
@@ -168,42 +166,10 @@ def find_reports(path: Path) -> tuple[Path, list[Path]]:
     return path, found
 
 
-def load_report(path: Path) -> dict:
-    """Read one report.json, refusing anything this version cannot draw correctly."""
-    try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read {path}: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise UsageError(
-            f"{path} is not valid JSON ({exc.msg}, line {exc.lineno}); rebuild it with "
-            "`ran-edge build` or `ran-edge profile`."
-        ) from None
-    if not isinstance(report, dict) or report.get("schema") != SCHEMA_ID:
-        found = report.get("schema") if isinstance(report, dict) else type(report).__name__
-        raise UsageError(
-            f"{path} is not a ran-edge report (schema {found!r}, expected {SCHEMA_ID!r}); "
-            "pass a report.json written by `ran-edge build` or `ran-edge profile`."
-        )
-    version = str(report.get("schema_version", ""))
-    if version.split(".")[0] != str(READS_MAJOR):
-        raise UsageError(
-            f"{path} has schema_version {version!r}, but this ran-edge reads "
-            f"{READS_MAJOR}.x; rebuild the report with this ran-edge, or use the ran-edge "
-            "version that wrote it."
-        )
-    missing = [k for k in ("model", "target", "metrics", "layers", "modules") if k not in report]
-    if missing:
-        raise UsageError(
-            f"{path} lacks {', '.join(missing)}; it is truncated or hand-edited: rebuild it."
-        )
-    return report
-
-
-def load_reports(path: Path) -> tuple[Path, list[dict]]:
+def load_reports(path: Path) -> tuple[Path, list[Report]]:
+    """The folder the page belongs in, and its reports (checked, in target-name order)."""
     folder, files = find_reports(path)
-    reports = [load_report(f) for f in files]
-    return folder, sorted(reports, key=lambda r: r["target"]["name"])
+    return folder, by_target([load_report(f) for f in files])
 
 
 # Extra sections read from JSON files beside the reports: file name -> loader. A feature
@@ -252,25 +218,23 @@ def _num(value, spec: str) -> str:
     """`spec` is a format spec, or "sig" for three significant digits without exponents."""
     if value is None:
         return "n/a"
-    if isinstance(value, str):  # "inf" / "-inf" as the metric records write them
-        return {"inf": "∞", "-inf": "−∞"}.get(value, value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float) and math.isinf(value):
+        return "∞" if value > 0 else "−∞"
     if spec == "sig":
         size = abs(value)
         spec = ",.0f" if size >= 100 else ".1f" if size >= 10 else ".2f" if size >= 1 else ".3g"
     return format(value, spec)
 
 
-def _metric(metrics: list[dict], name: str) -> dict | None:
-    return next((m for m in metrics if m["name"] == name), None)
-
-
-def _stat(metrics: list[dict], name: str, label: str, spec: str, note: str = "") -> Stat:
-    m = _metric(metrics, name)
+def _stat(m: MetricValue | None, name: str, label: str, spec: str, note: str = "") -> Stat:
+    """A card figure from `report.metric(name)` (or a fidelity metric)."""
     if m is None:
         return Stat(label, "n/a", reason=f"this report has no {name} figure")
-    if m.get("availability") == "unavailable" or "value" not in m:
-        return Stat(label, "n/a", m.get("unit", ""), reason=m.get("reason", "unavailable"))
-    return Stat(label, _num(m["value"], spec), m["unit"], m.get("source"), note=note)
+    if m.value is None:
+        return Stat(label, "n/a", m.unit, reason=m.reason or "unavailable")
+    return Stat(label, _num(m.value, spec), m.unit, m.source, note=note)
 
 
 def _slug(text: str) -> str:
@@ -280,105 +244,108 @@ def _slug(text: str) -> str:
 # ---------------------------------------------------------------- per-target views
 
 
-def _card_stats(report: dict) -> tuple[tuple[Stat, ...], tuple[Stat, ...]]:
-    metrics = report["metrics"]
-    sram_only = report["target"].get("memory_mode") == "Sram_Only"
-    on_chip = metric_value(metrics, "on_chip_flash_used") or 0
+def _card_stats(report: Report) -> tuple[tuple[Stat, ...], tuple[Stat, ...]]:
+    def stat(name: str, label: str, spec: str, note: str = "") -> Stat:
+        return _stat(report.metric(name), name, label, spec, note)
+
+    sram_only = report.target.sram_only
+    on_chip = report.value("on_chip_flash_used") or 0
     hero = (
-        _stat(metrics, "inferences_per_second", "inferences / s", ",.1f"),
-        _stat(metrics, "latency", "latency", "sig"),
+        stat("inferences_per_second", "inferences / s", ",.1f"),
+        stat("latency", "latency", "sig"),
     )
-    npu, cpu = metric_value(metrics, "npu_ops"), metric_value(metrics, "cpu_ops")
-    ops_metric = _metric(metrics, "npu_ops") or {}
-    share = metric_value(metrics, "npu_op_share")
+    npu, cpu = report.value("npu_ops"), report.value("cpu_ops")
+    ops_metric = report.metric("npu_ops")
+    share = report.value("npu_op_share")
     ops = Stat(
         "ops NPU / CPU",
         f"{_num(npu, ',')} / {_num(cpu, ',')}",
         "",
-        ops_metric.get("source"),
-        reason="" if npu is not None else ops_metric.get("reason", "unavailable"),
+        ops_metric.source if ops_metric else None,
+        reason=""
+        if npu is not None
+        else (ops_metric.reason if ops_metric else "") or "unavailable",
         note="" if share is None else f"{share:.0f} % of ops on the NPU",
     )
     sram_note = f"includes {on_chip:,.1f} KiB of weights (Sram_Only)" if sram_only else ""
     stats = [
         ops,
-        _stat(metrics, "mac_utilisation", "MAC utilisation", ".1f"),
-        _stat(metrics, "sram_total", "SRAM", ",.1f", note=sram_note),
-        _stat(metrics, "off_chip_flash_used", "off-chip flash", ",.1f"),
-        _stat(metrics, "dram_used", "DRAM", ",.1f"),
+        stat("mac_utilisation", "MAC utilisation", ".1f"),
+        stat("sram_total", "SRAM", ",.1f", note=sram_note),
+        stat("off_chip_flash_used", "off-chip flash", ",.1f"),
+        stat("dram_used", "DRAM", ",.1f"),
     ]
     if on_chip and not sram_only:
-        stats.append(_stat(metrics, "on_chip_flash_used", "on-chip flash", ",.1f"))
+        stats.append(stat("on_chip_flash_used", "on-chip flash", ",.1f"))
     stats += [
-        _stat(metrics, "cycles_total", "cycles, total", ","),
-        _stat(metrics, "cycles_npu", "cycles, NPU compute", ","),
-        _stat(metrics, "macs", "MACs", ","),
-        _stat(metrics, "encoded_weights", "encoded weights", ","),
-        _stat(metrics, "cpu_fallback_time", "CPU-fallback time", ",.2f"),
+        stat("cycles_total", "cycles, total", ","),
+        stat("cycles_npu", "cycles, NPU compute", ","),
+        stat("macs", "MACs", ","),
+        stat("encoded_weights", "encoded weights", ","),
+        stat("cpu_fallback_time", "CPU-fallback time", ",.2f"),
     ]
     return hero, tuple(stats)
 
 
-def _fidelity_stats(report: dict) -> tuple[Stat, ...]:
-    fidelity = report.get("fidelity") or {"samples": 0, "metrics": []}
-    metrics = fidelity["metrics"]
-    samples = fidelity.get("samples", 0)
+def _fidelity_stats(report: Report) -> tuple[Stat, ...]:
+    samples = report.fidelity.samples
     note = f"{samples} held-out samples" if samples else ""
-    return (
-        _stat(metrics, "top1_agreement", "top-1 agreement", ".1f", note=note),
-        _stat(metrics, "sqnr", "SQNR", ".1f", note=note),
-        _stat(metrics, "max_abs_error", "max |error|", ".3g", note=note),
+    return tuple(
+        _stat(report.fidelity_metric(name), name, label, spec, note=note)
+        for name, label, spec in (
+            ("top1_agreement", "top-1 agreement", ".1f"),
+            ("sqnr", "SQNR", ".1f"),
+            ("max_abs_error", "max |error|", ".3g"),
+        )
     )
 
 
-def _tflm_text(report: dict) -> str | None:
+def _tflm_text(report: Report) -> str | None:
     """The TFLM-vs-LiteRT check (schema 1.1) in one sentence; None before 1.1 or for profile."""
-    from ran_edge.report.console import tflm_verdict
-
-    tflm = report.get("tflm")
-    if not tflm:
+    tflm = report.tflm
+    if tflm is None:
         return None
-    if tflm.get("error"):
-        return f"TFLM could not run the model: {tflm['error']}"
+    if tflm.error:
+        return f"TFLM could not run the model: {tflm.error}"
     return (
-        f"TFLM vs LiteRT reference kernels on {tflm.get('samples')} samples: "
-        f"{tflm_verdict(tflm)}; TFLM arena {tflm.get('arena_total_bytes') or 0:,} B "
-        f"({tflm.get('arena_persistent_bytes') or 0:,} B persistent)."
+        f"TFLM vs LiteRT reference kernels on {tflm.samples} samples: "
+        f"{tflm_verdict(tflm)}; TFLM arena {tflm.arena_total_bytes or 0:,} B "
+        f"({tflm.arena_persistent_bytes or 0:,} B persistent)."
     )
 
 
-def _layer_bars(report: dict) -> list[plots.LayerBar]:
+def _layer_bars(report: Report) -> list[plots.LayerBar]:
     return [
         plots.LayerBar(
-            index=row["index"],
-            placement=row["placement"],
-            cycles=row["cycles"],
-            npu_cycles=row["npu_cycles"],
-            macs=row["macs"],
-            mac_utilisation_pct=row["mac_utilisation_pct"],
-            memory_bound=row["memory_bound"],
-            module=row.get("module", ""),
+            index=row.index,
+            placement=row.placement,
+            cycles=row.cycles,
+            npu_cycles=row.npu_cycles,
+            macs=row.macs,
+            mac_utilisation_pct=row.mac_utilisation_pct,
+            memory_bound=row.memory_bound,
+            module=row.module,
         )
-        for row in report["layers"]
+        for row in report.layers
     ]
 
 
-def _layer_table(report: dict) -> Table:
+def _layer_table(report: Report) -> Table:
     rows = tuple(
         (
-            str(row["index"]),
-            row["op"],
-            row["npu_op"],
-            row["placement"],
-            _num(row["cycles"], ","),
-            _num(row["npu_cycles"], ","),
-            _num(row["macs"], ","),
-            _num(row["mac_utilisation_pct"], ".1f") if row["macs"] else "",
-            "memory" if row["memory_bound"] else "compute",
-            _num(row["sram_bytes"], ","),
-            row["module"],
+            str(row.index),
+            row.op,
+            row.npu_op,
+            row.placement,
+            _num(row.cycles, ","),
+            _num(row.npu_cycles, ","),
+            _num(row.macs, ","),
+            _num(row.mac_utilisation_pct, ".1f") if row.macs else "",
+            "memory" if row.memory_bound else "compute",
+            _num(row.sram_bytes, ","),
+            row.module,
         )
-        for row in report["layers"]
+        for row in report.layers
     )
     headers = ("#", "op", "Vela op", "on", "cycles", "NPU cycles", "MACs", "util %", "bound")
     headers += ("SRAM B", "PyTorch module")
@@ -386,35 +353,29 @@ def _layer_table(report: dict) -> Table:
     return Table(headers, rows, numeric)
 
 
-def _module_views(report: dict) -> tuple[plots.Chart | None, Table, int]:
-    depth = report["modules"]["depth"]
-    top = module_rows(report, depth)[:MODULE_TOP]
+def _module_views(report: Report) -> tuple[plots.Chart | None, Table, int]:
+    depth = report.module_depth
+    top = report.modules_at(depth)[:MODULE_TOP]
     chart = None
     if top:
         chart = plots.module_chart(
             [
-                plots.ModuleBar(
-                    r["path"],
-                    r["cycles"],
-                    r["cycle_share_pct"],
-                    r["mac_utilisation_pct"],
-                    r["macs"],
-                )
+                plots.ModuleBar(r.path, r.cycles, r.cycle_share_pct, r.mac_utilisation_pct, r.macs)
                 for r in top
             ],
-            target=report["target"]["name"],
+            target=report.target.name,
             depth=depth,
         )
     table = Table(
         ("module", "ops", "cycles", "share %", "MACs", "MAC util %"),
         tuple(
             (
-                r["path"],
-                str(r["ops"]),
-                _num(r["cycles"], ","),
-                _num(r["cycle_share_pct"], ".1f"),
-                _num(r["macs"], ","),
-                _num(r["mac_utilisation_pct"], ".1f"),
+                r.path,
+                str(r.ops),
+                _num(r.cycles, ","),
+                _num(r.cycle_share_pct, ".1f"),
+                _num(r.macs, ","),
+                _num(r.mac_utilisation_pct, ".1f"),
             )
             for r in top
         ),
@@ -423,10 +384,9 @@ def _module_views(report: dict) -> tuple[plots.Chart | None, Table, int]:
     return chart, table, depth
 
 
-def _fallback_table(report: dict) -> Table | None:
+def _fallback_table(report: Report) -> Table | None:
     rows = tuple(
-        (f["op_type"], f.get("module") or f["name"], f["reason"], f.get("fix", ""))
-        for f in report.get("cpu_fallbacks", [])
+        (f.op_type, f.module or f.name, f.reason, f.fix or "") for f in report.cpu_fallbacks
     )
     if not rows:
         return None
@@ -442,60 +402,54 @@ class SensitivityView:
     samples: int
 
 
-def sensitivity_view(reports: Sequence[dict], worst: int = 10) -> SensitivityView | None:
-    section = next((r["sensitivity"] for r in reports if r.get("sensitivity")), None)
-    if not section or not section.get("rows"):
+def sensitivity_view(reports: Sequence[Report], worst: int = 10) -> SensitivityView | None:
+    section = next((r.sensitivity for r in reports if r.sensitivity is not None), None)
+    if section is None or not section.rows:
         return None
-    rows = section["rows"]
     points = [
-        plots.SensitivityPoint(
-            r["index"], r["op_type"], r["module"], r["dtype"], r["sqnr_db"], r["exact"]
-        )
-        for r in rows
+        plots.SensitivityPoint(r.index, r.op_type, r.module, r.dtype, r.sqnr_db, r.exact)
+        for r in section.rows
     ]
-    ranked = sorted(rows, key=lambda r: (r["sqnr_db"], r["index"]))[:worst]
     table = Table(
         ("#", "op", "PyTorch module", "activations", "SQNR dB", "drop dB"),
         tuple(
             (
-                str(r["index"]),
-                r["op_type"],
-                r["module"],
-                r["dtype"],
-                _num(r["sqnr_db"], ".1f"),
-                _num(r.get("drop_db"), ".1f"),
+                str(r.index),
+                r.op_type,
+                r.module,
+                r.dtype,
+                _num(r.sqnr_db, ".1f"),
+                _num(r.drop_db, ".1f"),
             )
-            for r in ranked
+            for r in section.worst(worst)
         ),
         (True, False, False, False, True, True),
     )
-    return SensitivityView(plots.sensitivity_chart(points), table, int(section["samples"]))
+    return SensitivityView(plots.sensitivity_chart(points), table, section.samples)
 
 
-def target_view(report: dict) -> TargetView:
-    t = report["target"]
-    clock = t.get("clock_hz")
+def target_view(report: Report) -> TargetView:
+    t = report.target
     config = ", ".join(
         str(part)
         for part in (
-            t.get("system_config"),
-            t.get("memory_mode"),
-            f"{clock / 1e6:,.0f} MHz" if clock else None,
-            f"{t.get('macs_per_cycle')} MACs/cycle" if t.get("macs_per_cycle") else None,
-            t.get("optimise") and f"optimise {t['optimise']}",
+            t.system_config,
+            t.memory_mode,
+            f"{t.clock_hz / 1e6:,.0f} MHz" if t.clock_hz else None,
+            f"{t.macs_per_cycle} MACs/cycle" if t.macs_per_cycle else None,
+            t.optimise and f"optimise {t.optimise}",
         )
         if part
     )
     hero, stats = _card_stats(report)
     module_chart, module_table, depth = _module_views(report)
-    gate = (report.get("conversion") or {}).get("gate") or {"passed": True, "problems": []}
     return TargetView(
-        name=t["name"],
-        anchor=_slug(t["name"]),
-        description=t.get("description", ""),
+        name=t.name,
+        anchor=_slug(t.name),
+        description=t.description,
         config=config,
-        gate_passed=bool(gate["passed"]),
-        gate_problems=tuple(gate["problems"]),
+        gate_passed=report.conversion.gate_passed,
+        gate_problems=report.conversion.gate_problems,
         hero=hero,
         stats=stats,
         fidelity=_fidelity_stats(report),
@@ -503,16 +457,16 @@ def target_view(report: dict) -> TargetView:
         fallbacks=_fallback_table(report),
         layer_chart=plots.layer_chart(
             _layer_bars(report),
-            target=t["name"],
-            mac_utilisation=metric_value(report["metrics"], "mac_utilisation"),
+            target=t.name,
+            mac_utilisation=report.value("mac_utilisation"),
         ),
         module_chart=module_chart,
         module_table=module_table,
         module_depth=depth,
         layer_table=_layer_table(report),
-        layer_count=len(report["layers"]),
-        vela_command=" ".join(report.get("vela_command", [])),
-        artifacts=tuple(sorted((report.get("artifacts") or {}).items())),
+        layer_count=len(report.layers),
+        vela_command=" ".join(report.vela_command),
+        artifacts=tuple(sorted(report.artifacts.items())),
     )
 
 
@@ -520,34 +474,32 @@ def _float_or_none(value) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
-def _comparison(reports: Sequence[dict]) -> tuple[plots.Chart, Table] | None:
+def _comparison(reports: Sequence[Report]) -> tuple[plots.Chart, Table] | None:
     if len(reports) < 2:
         return None
     bars = [
         plots.TargetBar(
-            name=r["target"]["name"],
-            inferences_per_second=_float_or_none(
-                metric_value(r["metrics"], "inferences_per_second")
-            ),
-            mac_utilisation_pct=_float_or_none(metric_value(r["metrics"], "mac_utilisation")),
-            latency_ms=_float_or_none(metric_value(r["metrics"], "latency")),
+            name=r.target.name,
+            inferences_per_second=_float_or_none(r.value("inferences_per_second")),
+            mac_utilisation_pct=_float_or_none(r.value("mac_utilisation")),
+            latency_ms=_float_or_none(r.value("latency")),
         )
         for r in reports
     ]
     rows = []
     for r in reports:
-        m = r["metrics"]
+        v = r.value
         rows.append(
             (
-                r["target"]["name"],
-                _num(metric_value(m, "inferences_per_second"), ",.1f"),
-                _num(metric_value(m, "latency"), ",.3f"),
-                _num(metric_value(m, "cycles_total"), ","),
-                _num(metric_value(m, "mac_utilisation"), ".1f"),
-                _num(metric_value(m, "sram_total"), ",.1f"),
-                _num(metric_value(m, "off_chip_flash_used"), ",.1f"),
-                _num(metric_value(m, "dram_used"), ",.1f"),
-                f"{_num(metric_value(m, 'npu_ops'), ',')} / {_num(metric_value(m, 'cpu_ops'), ',')}",
+                r.target.name,
+                _num(v("inferences_per_second"), ",.1f"),
+                _num(v("latency"), ",.3f"),
+                _num(v("cycles_total"), ","),
+                _num(v("mac_utilisation"), ".1f"),
+                _num(v("sram_total"), ",.1f"),
+                _num(v("off_chip_flash_used"), ",.1f"),
+                _num(v("dram_used"), ",.1f"),
+                f"{_num(v('npu_ops'), ',')} / {_num(v('cpu_ops'), ',')}",
             )
         )
     table = Table(
@@ -568,19 +520,19 @@ def _comparison(reports: Sequence[dict]) -> tuple[plots.Chart, Table] | None:
     return plots.comparison_chart(bars), table
 
 
-def model_view(report: dict) -> ModelView:
-    model = report["model"]
-    calib = report.get("calibration")
-    versions = [("ran-edge", report.get("ran_edge_version", "?"))]
-    versions += sorted((report.get("tools") or {}).items())
+def model_view(report: Report) -> ModelView:
+    model = report.model
+    calib = report.calibration
+    versions = [("ran-edge", report.ran_edge_version or "?")]
+    versions += sorted(report.tools.items())
     return ModelView(
-        name=model["name"],
-        source=model.get("source", ""),
-        input_shape="×".join(str(d) for d in model.get("input_shape", [])),
-        params=_num(model.get("params"), ","),
-        macs=_num(model.get("macs"), ","),
-        weights=model.get("weights", ""),
-        calibration=calib["description"] if calib else "none (profiled a ready .tflite)",
+        name=model.name,
+        source=model.source,
+        input_shape="×".join(str(d) for d in model.input_shape),
+        params=_num(model.params, ","),
+        macs=_num(model.macs, ","),
+        weights=model.weights,
+        calibration=calib.description if calib else "none (profiled a ready .tflite)",
         versions=tuple(versions),
     )
 
@@ -589,7 +541,7 @@ def model_view(report: dict) -> ModelView:
 
 
 def render_html(
-    reports: Sequence[dict],
+    reports: Sequence[Report],
     *,
     title: str | None = None,
     extras: Sequence[ExtraSection] = (),
@@ -597,7 +549,7 @@ def render_html(
     """The page for these reports (pure: same reports and extras, same text)."""
     if not reports:
         raise UsageError("no reports to render; build a model first with `ran-edge build`.")
-    models = sorted({r["model"]["name"] for r in reports})
+    models = sorted({r.model.name for r in reports})
     title = title or f"{' / '.join(models)} on Ethos-U"
     comparison = _comparison(reports)
     template = _TEMPLATES.get_template("report.html.j2")
@@ -631,13 +583,13 @@ def _write_atomic(path: Path, text: str) -> int:
 
 
 def render_html_report(
-    reports: list[dict],
+    reports: Sequence[Report],
     out: Path,
     *,
     title: str | None = None,
     extras: Sequence[ExtraSection] = (),
 ) -> Path:
-    """Write the page for `reports` (report dicts, any number of targets) to `out`."""
+    """Write the page for `reports` (any number of targets) to `out`."""
     _write_atomic(out, render_html(reports, title=title, extras=extras))
     return out
 
@@ -654,7 +606,7 @@ def write_report_for(
         out = out / HTML_FILE
     text = render_html(reports, title=title, extras=discover_extras(folder))
     size = _write_atomic(out, text)
-    return HtmlReport(out, tuple(r["target"]["name"] for r in reports), size)
+    return HtmlReport(out, tuple(r.target.name for r in reports), size)
 
 
 __all__ = [

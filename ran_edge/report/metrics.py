@@ -2,44 +2,29 @@
 
 Modelled on MLIA's versioned JSON: `{name, value, unit, source}` for a figure and
 `{name, unit, availability: "unavailable", reason}` for one we cannot give, so a missing
-figure explains itself instead of reading as 0.
+figure explains itself instead of reading as 0. The record is `ran_edge.report.model.
+MetricValue` (here as `Metric`, the name the writers use); readers find figures with
+`Report.metric` / `Report.value`.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 
+from ran_edge.report.model import MetricValue, find_metric
 
-@dataclass(frozen=True)
-class Metric:
-    name: str
-    unit: str
-    value: float | int | None = None
-    source: str = "vela"  # "vela", "litert", "ran-edge" (derived), "measured", "estimated"
-    reason: str = ""
-
-    def to_json(self) -> dict:
-        if self.value is None:
-            return {
-                "name": self.name,
-                "unit": self.unit,
-                "availability": "unavailable",
-                "reason": self.reason,
-            }
-        value = self.value
-        if isinstance(value, float) and not math.isfinite(value):
-            value = None if math.isnan(value) else ("inf" if value > 0 else "-inf")
-        return {"name": self.name, "value": value, "unit": self.unit, "source": self.source}
+Metric = MetricValue
 
 
 def unavailable(name: str, unit: str, reason: str) -> Metric:
-    return Metric(name=name, unit=unit, value=None, reason=reason)
+    return Metric(name=name, unit=unit, value=None, source=None, reason=reason)
 
 
-def metric_value(metrics: list[dict], name: str) -> float | int | None:
-    """Look a figure up in a report's metric list (None if absent or unavailable)."""
-    for m in metrics:
-        if m["name"] == name:
-            return m.get("value")
-    return None
+def metric_value(metrics: Iterable[Mapping], name: str) -> float | int | None:
+    """A figure from a raw metric list (None if absent or unavailable), for code that holds
+    report.json as a dict; code that holds a `Report` calls `report.value(name)`."""
+    found = find_metric(map(MetricValue.from_json, metrics), name)
+    return None if found is None else found.value
+
+
+__all__ = ["Metric", "MetricValue", "metric_value", "unavailable"]

@@ -3,11 +3,7 @@
 See docs/search.md for how blocks are measured and how accurate the predictor is.
 """
 
-from ran_edge.search.compiler import BlockCompiler, LiteRtCompiler
-from ran_edge.search.cost import BlockCost
-from ran_edge.search.predictor import LinearCorrection, Predictor, summed_cost
-from ran_edge.search.search import Constraints, Point, SearchResult, Space, pareto_front
-from ran_edge.search.space import (
+from ran_edge.models.ran_e_space import (
     ALL_BLOCK_CANDIDATES,
     COLLAPSED,
     Arch,
@@ -16,6 +12,10 @@ from ran_edge.search.space import (
     ran_e_slots,
     random_arch,
 )
+from ran_edge.search.compiler import BlockCompiler, LiteRtCompiler
+from ran_edge.search.cost import BlockCost
+from ran_edge.search.predictor import LinearCorrection, Predictor, summed_cost
+from ran_edge.search.search import Constraints, Point, SearchResult, Space, pareto_front
 from ran_edge.search.table import CostTable
 
 __all__ = [

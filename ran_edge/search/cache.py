@@ -14,7 +14,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from ran_edge.atomic import write_atomic
-from ran_edge.hw.targets import Target
+from ran_edge.targets.loading import Target
 
 # Bump when the way graphs are built or costs are derived changes.
 SCHEMA = "ran-edge-cost-table/1"
@@ -34,11 +34,8 @@ def vela_identity() -> str:
 
 
 def target_fingerprint(target: Target) -> str:
-    """The profile file's bytes (and a user Vela ini's), plus Vela's version."""
-    h = hashlib.sha256(target.source.read_bytes())
-    if target.vela is not None and not target.vela.config.startswith("Arm/"):
-        h.update(Path(target.vela.config).read_bytes())
-    return content_key(h.hexdigest(), vela_identity())
+    """The profile and every file it pulls in (`target.sha256`), plus Vela's version."""
+    return content_key(target.sha256, vela_identity())
 
 
 class DiskCache:

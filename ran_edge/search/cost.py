@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
-from ran_edge.hw.vela import VelaResult
+from ran_edge.targets.ethos_u.vela import VelaResult
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,10 @@ import statistics
 from dataclasses import dataclass
 
 from ran_edge.errors import UsageError
+from ran_edge.models.ran_e_space import COLLAPSED
 from ran_edge.search.graphs import NetworkGraph
 from ran_edge.search.predictor import LinearCorrection, abs_pct_errors, summed_cost
 from ran_edge.search.search import Space
-from ran_edge.search.space import COLLAPSED
 from ran_edge.search.table import CostTable
 
 P_COLLAPSE = 0.4  # as benchmarks/cost_predictor.py, whose fit docs/search.md reports

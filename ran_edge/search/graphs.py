@@ -15,8 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from ran_edge.models.ran_e import HEAD_CHANNELS, STEM_CHANNELS, make_head
+from ran_edge.models.ran_e_space import Arch, Candidate, Slot, build_block, build_network
 from ran_edge.models.registry import calibrate_batchnorm
-from ran_edge.search.space import Arch, Candidate, Slot, build_block, build_network
 
 SEED = 0
 

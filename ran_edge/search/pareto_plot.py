@@ -6,7 +6,6 @@ pinned, so the same search writes the same bytes.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,20 +27,16 @@ class Marker:
 
 def baseline_from_report(path: Path) -> Marker:
     """FPS (Vela inferences per second) and MACs of a `ran-edge build` report.json."""
+    from ran_edge.report.model import load_report
+
     try:
-        data = json.loads(Path(path).read_text())
-        metrics = {m["name"]: m.get("value") for m in data["metrics"]}
-        name = data["model"]["name"]
-        fps, macs = metrics["inferences_per_second"], metrics["macs"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise UsageError(
-            f"--baseline-report {path} is not a ran-edge report.json with inferences_per_second "
-            f"and macs ({type(exc).__name__}: {exc})."
-        ) from None
+        report = load_report(path)
+    except UsageError as exc:
+        raise UsageError(f"--baseline-report: {exc}") from None
+    fps, macs = report.value("inferences_per_second"), report.value("macs")
     if not fps or not macs:
         raise UsageError(f"--baseline-report {path} has no FPS/MACs figures (a CPU target?).")
-    target = data.get("target", {}).get("name", "")
-    return Marker(f"{name} ({target})" if target else name, float(macs), float(fps), "Vela")
+    return Marker(f"{report.model.name} ({report.target.name})", float(macs), float(fps), "Vela")
 
 
 def write_pareto_png(

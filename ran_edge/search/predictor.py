@@ -12,8 +12,8 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ran_edge.models.ran_e_space import Arch
 from ran_edge.search.cost import ZERO, BlockCost
-from ran_edge.search.space import Arch
 from ran_edge.search.table import CostTable
 
 

@@ -25,16 +25,13 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from ran_edge.errors import UsageError
 from ran_edge.models.ran_e import GROUND_TRUTH, STEM_CHANNELS, SUBNETWORK_C, Stack
-from ran_edge.search.cost import BlockCost
-from ran_edge.search.predictor import LinearCorrection
-from ran_edge.search.space import (
+from ran_edge.models.ran_e_space import (
     ALL_BLOCK_CANDIDATES,
     COLLAPSED,
     HEAD,
@@ -46,6 +43,8 @@ from ran_edge.search.space import (
     build_block,
     ran_e_slots,
 )
+from ran_edge.search.cost import BlockCost
+from ran_edge.search.predictor import LinearCorrection
 
 ACTIVATIONS = (nn.Hardswish, nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Hardsigmoid, nn.Sigmoid)
 IDENTITY = LinearCorrection()
@@ -464,79 +463,3 @@ def result_json(result: SearchResult) -> dict:
         "best": point(result.best),
         "references": {name: point(p) for name, p in sorted(result.references.items())},
     }
-
-
-def run_search(
-    *,
-    target: str,
-    budget: int,
-    seed: int,
-    resolution: int,
-    cache_dir: Path,
-    name: str,
-    out: Path,
-    max_macs: int | None = None,
-    max_params: int | None = None,
-    max_sram_kib: float | None = None,
-    min_nn_mass: int | None = None,
-    min_nonlinear: int | None = None,
-    baseline_reports: Sequence[Path] = (),
-    workers: int | None = None,
-    candidates: Sequence[Candidate] = ALL_BLOCK_CANDIDATES,
-    fit: int = 0,
-) -> dict:
-    """The `ran-edge search` command: fill the table, optionally fit the correction on `fit`
-    full-network compiles, search, write <name>.json + pareto.png."""
-    from ran_edge.hw.targets import resolve_target
-    from ran_edge.search.arch_file import write_arch
-    from ran_edge.search.fit import IDENTITY_NOTE, check_fit_count, fit_correction
-    from ran_edge.search.pareto_plot import Marker, baseline_from_report, write_pareto_png
-    from ran_edge.search.table import CostTable
-
-    if not name or not all(ch.isalnum() or ch in "_-." for ch in name):
-        raise UsageError(f"--name {name!r}: use letters, digits, '_', '-' or '.'.")
-    tgt = resolve_target(target)
-    if not tgt.is_npu:
-        raise UsageError(f"target {tgt.name!r} is not an Ethos-U NPU; the search needs one.")
-    baselines = [baseline_from_report(Path(p)) for p in baseline_reports]  # fail early
-    limits = Constraints(max_macs, max_params, max_sram_kib, min_nn_mass, min_nonlinear)
-    slots = ran_e_slots(resolution)
-    check_fit_count(fit, len(candidates) ** len(slots))  # before any compile
-
-    table = CostTable(tgt, cache_dir)
-    arch0 = Arch(resolution, tuple((s, candidates[0]) for s in slots))
-    pairs = [(arch0.stem, STEM), (arch0.head, HEAD)] + [(s, c) for s in slots for c in candidates]
-    table.fill(pairs, workers=workers)
-    space = Space(table.cost, resolution, candidates, clock_hz=tgt.npu.clock_hz)
-    check_possible(space, limits)  # before the full compiles a fit would spend
-    fitted = fit_correction(table, space, fit, seed, workers) if fit else None
-    if fitted is not None:
-        space = space.corrected(fitted.total.correction, fitted.npu.correction)
-    result = search(space, limits, budget=budget, seed=seed)
-
-    data = result_json(result)
-    data["fit"] = fitted.summary() if fitted is not None else None
-    best = result.best
-    arch_path = write_arch(
-        out / f"{name}.json",
-        space.arch(best.genome),
-        name=name,
-        target=tgt.name,
-        predicted={**best.figures(), "correction": data["fit"] or IDENTITY_NOTE},
-        search={
-            "seed": seed,
-            "budget": budget,
-            "fit": fit,
-            "constraints": {k: v for k, v in asdict(limits).items() if v is not None},
-        },
-    )
-    markers = [Marker(n, p.macs, p.fps, "predicted") for n, p in sorted(result.references.items())]
-    plot = write_pareto_png(
-        out / "pareto.png",
-        [(p.macs, p.fps) for p in result.front],
-        [(p.macs, p.fps) for p in result.feasible],
-        (best.macs, best.fps),
-        [*markers, *baselines],
-        f"RAN-e search on {tgt.name} at {resolution}x{resolution}",
-    )
-    return {**data, "target": tgt.name, "arch": str(arch_path), "plot": str(plot)}

@@ -14,13 +14,13 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 
-from ran_edge.hw.targets import Target, resolve_target
-from ran_edge.hw.vela import run_vela
+from ran_edge.models.ran_e_space import Candidate, Slot
 from ran_edge.search.cache import SCHEMA, DiskCache, content_key, target_fingerprint
 from ran_edge.search.compiler import BlockCompiler, LiteRtCompiler
 from ran_edge.search.cost import BlockCost
 from ran_edge.search.graphs import BlockGraph, GraphSpec, build_graph, frames_of
-from ran_edge.search.space import Candidate, Slot
+from ran_edge.targets.ethos_u.vela import run_vela
+from ran_edge.targets.loading import Target, resolve_target
 
 
 def graph_key(spec: GraphSpec, compiler: BlockCompiler) -> str:

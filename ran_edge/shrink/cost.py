@@ -86,7 +86,7 @@ class VelaBlockCost:
     cache: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from ran_edge.hw.targets import resolve_target
+        from ran_edge.targets.loading import resolve_target
 
         resolved = resolve_target(self.target)
         if getattr(resolved, "kind", "ethos-u") != "ethos-u":
@@ -109,7 +109,7 @@ class VelaBlockCost:
     def _compile(self, module: nn.Module, input_shape: tuple[int, ...]) -> int:
         from ran_edge.convert.export import export_float_tflite
         from ran_edge.convert.quantize import quantize_int8
-        from ran_edge.hw.ethos_u import profile_ethos_u
+        from ran_edge.targets.ethos_u.profile import profile_ethos_u
 
         module = module.eval()
         n, c, h, w = input_shape

@@ -31,10 +31,11 @@ import torch
 from torch import Tensor, nn
 
 from ran_edge.blocks import InvertedResidual, Residual, to_deploy
+from ran_edge.blocks.inverted_residual import collapse_inverted_residual
 from ran_edge.errors import UsageError
 from ran_edge.probe import probe_forward
-from ran_edge.shrink.branches import ConvKernel, MergeRefused
-from ran_edge.shrink.collapse import collapse_inverted_residual, ethos_u_conv_notes
+from ran_edge.reparam.branches import ConvKernel, MergeRefused
+from ran_edge.reparam.chain import ethos_u_conv_notes
 from ran_edge.shrink.cost import BlockCost, compare_costs, macs_cost, module_macs
 from ran_edge.shrink.distill import TrainConfig, TrainResult, train_student
 from ran_edge.shrink.gates import GateSearch, removal_count

@@ -1,0 +1,76 @@
+"""`ran-edge` command line: one module per command, each options -> a typed request -> one
+library call -> a view (a console table, or JSON with --json).
+
+Human tables go to stdout; progress goes to stderr so `--json` output stays clean. Errors
+print one message and exit 2 (bad usage or input) or 1 (a stage failed), never a traceback.
+Commands load lazily: `ran-edge --help`, `--version`, `targets` or `report` never import
+torch or the converter.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from ran_edge import __version__
+
+# name -> module under ran_edge.cli holding a click command of the same name, and the
+# one-line help `ran-edge --help` shows (so listing commands imports none of them).
+COMMANDS = {
+    "targets": "List every target profile (shipped ones and those in $RAN_EDGE_TARGET_PATH).",
+    "models": "List the built-in model zoo (use a name with `build --model`).",
+    "build": "Convert a PyTorch model to int8 TFLite and profile it on each target.",
+    "profile": "Profile an int8 .tflite made elsewhere on Ethos-U and/or CPU targets.",
+    "check": "Check in seconds whether MODEL maps 100% to the NPU, and what to change if not.",
+    "firmware": "Write C sources for the Vela-compiled model in BUILD_DIR.",
+    "report": "Write a self-contained HTML report for a build.",
+    "regress": "Gate CI on Vela estimates and int8 fidelity against a committed baseline.",
+    "advise": "Per-block advice from the model's Vela report: which blocks to replace, and why.",
+    "shrink": "DepthShrinker: remove activations, merge the linear chains, verify, build.",
+    "search": "Hardware-aware search over the RAN-e space on one Ethos-U target.",
+    "calibrate-target": "Fit a CPU profile's [cpu_model] to this machine.",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose commands are imported when one is run (or its own --help is asked)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module = importlib.import_module(f"ran_edge.cli.{name.replace('-', '_')}")
+        return getattr(module, name.replace("-", "_"))
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl(list(COMMANDS.items()))
+
+
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.version_option(__version__, prog_name="ran-edge")
+def main() -> None:
+    """Take PyTorch CNNs to fully int8, NPU-mapped Arm Ethos-U artifacts, and profile them
+    on Ethos-U NPUs and on Cortex-A CPUs (Raspberry Pi boards, this host).
+
+    \b
+    Typical use:
+      ran-edge targets                                  # what hardware is described
+      ran-edge build --target ethos-u55-128             # built-in MobileNetV2 + photos
+      ran-edge build --model net.py:make_net --input-shape 1,3,96,96 \\
+                     --calib my_images/ --target ethos-u55-256 --target ethos-u65-256
+      ran-edge build --target ethos-u55-128 --target rpi4 --target host   # one comparison
+      ran-edge profile model_int8.tflite --target ethos-u55-64
+      ran-edge profile model_int8.tflite --target host --measure        # time it here
+      ran-edge profile model_int8.tflite --target rpi4 --remote pi@raspberrypi.local
+      ran-edge calibrate-target --target host --out my-host.toml
+
+    Outputs land in build/<model>/<target>/: float and int8 .tflite, the Vela-compiled
+    model, Vela's CSVs and report.json (schema: docs/report-schema.md).
+    """

@@ -1,0 +1,197 @@
+"""`ran-edge advise`: which blocks of a network waste the NPU, and what to put there instead.
+
+Loaded by the main group in ran_edge/cli/__init__.py. Builds MODEL for the target (or reuses
+an up-to-date build), reads its per-module figures, costs the flagged blocks'
+replacements with the cost table, and prints the advice; `--apply` rewrites the blocks,
+recovers by distillation, saves the model and builds it again to check the prediction.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ran_edge.advise.advice import (
+    DEFAULT_MAX_UTILISATION_PCT,
+    DEFAULT_MIN_GAIN_PCT,
+    DEFAULT_MIN_SHARE_PCT,
+    Thresholds,
+)
+from ran_edge.cli.common import RichProgress, parse_input_shape, run_command
+from ran_edge.targets import DEFAULT_TARGET
+
+
+@click.command("advise")
+@click.argument("model_spec", metavar="MODEL")
+@click.option(
+    "--target",
+    "-t",
+    default=DEFAULT_TARGET,
+    show_default=True,
+    help="Ethos-U target name, alias or .toml path.",
+)
+@click.option("--weights", type=click.Path(path_type=Path), help="state_dict for MODEL.")
+@click.option("--input-shape", help="N,C,H,W of the model input (default: the model's own).")
+@click.option(
+    "--calib",
+    help="Images for quantization and, with --apply, distillation: a calibration set name, "
+    "folder, spec .toml or .npy/.npz (default: the built-in photos).",
+)
+@click.option("--calib-samples", type=click.IntRange(min=1), help="Samples drawn from --calib.")
+@click.option(
+    "--holdout",
+    type=click.IntRange(min=0),
+    default=16,
+    show_default=True,
+    help="Held-out samples (int8 fidelity; teacher agreement with --apply).",
+)
+@click.option(
+    "--max-utilisation",
+    type=click.FloatRange(0, 100),
+    default=DEFAULT_MAX_UTILISATION_PCT,
+    show_default=True,
+    help="Flag blocks whose MAC utilisation (%) is below this...",
+)
+@click.option(
+    "--min-share",
+    type=click.FloatRange(0, 100),
+    default=DEFAULT_MIN_SHARE_PCT,
+    show_default=True,
+    help="...and that take at least this % of the network's cycles.",
+)
+@click.option(
+    "--min-gain",
+    type=click.FloatRange(0, 100),
+    default=DEFAULT_MIN_GAIN_PCT,
+    show_default=True,
+    help="Recommend a replacement only if it saves this % of the block's cycles.",
+)
+@click.option(
+    "--allow-smaller",
+    is_flag=True,
+    help="Also consider inverted residuals with a smaller kernel or expansion than now.",
+)
+@click.option(
+    "--all", "cost_all", is_flag=True, help="Cost replacements for every block, not just flagged."
+)
+@click.option(
+    "--in-context",
+    is_flag=True,
+    help="Check each recommendation by compiling the whole network with it (one compile "
+    "per recommendation, plus one): savings measured in context, not from the table.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("build"),
+    show_default=True,
+    help="Build root: the model's report goes to <out>/<model>/<target>/.",
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(path_type=Path),
+    default=Path("build/cost-cache"),
+    show_default=True,
+    help="Cost table cache (shared with `ran-edge search`).",
+)
+@click.option("--workers", type=click.IntRange(min=1), help="Compile processes (default: cores).")
+@click.option("--apply", "apply_", is_flag=True, help="Rewrite the recommended blocks and recover.")
+@click.option(
+    "--apply-out",
+    type=click.Path(path_type=Path),
+    help="With --apply: output .pt2 (default: <out>/<model>_advised/<model>_advised.pt2); "
+    ".json, .state_dict.pt and .py:make_model beside it.",
+)
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=0),
+    default=5,
+    show_default=True,
+    help="With --apply: distillation epochs over the calibration samples (0: new blocks "
+    "stay untrained). More samples and epochs recover more; the agreement is printed.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for data and training.")
+@click.option("--json", "as_json", is_flag=True, help="Print the advice as JSON.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+def advise(
+    model_spec,
+    target,
+    weights,
+    input_shape,
+    calib,
+    calib_samples,
+    holdout,
+    max_utilisation,
+    min_share,
+    min_gain,
+    allow_smaller,
+    cost_all,
+    in_context,
+    out,
+    cache_dir,
+    workers,
+    apply_,
+    apply_out,
+    epochs,
+    seed,
+    as_json,
+    quiet,
+) -> None:
+    """List the blocks of MODEL that waste TARGET's NPU and what the cost table would put
+    there instead, with the estimated gain; --apply rewrites them.
+
+    \b
+    A block is flagged when its MAC utilisation (from MODEL's own Vela report, per
+    module) is below --max-utilisation while it takes at least --min-share of the cycles.
+    Each flagged block's replacements (collapsed dense 3x3, or an inverted residual of
+    kernel 3/5/7 and expansion 2/4/6 no smaller than now) and the block itself are
+    compiled alone in the same 1x1-conv sandwich (cached in --cache-dir); the fastest
+    saving at least --min-gain is recommended; --in-context then measures each
+    recommendation's saving in the whole network (exact on U65, where the table alone
+    misses cache effects on neighbouring layers). Blocks are inverted residuals
+    (ran_edge.blocks.InvertedResidual, zoo MobileNetV2 / EfficientNet-Lite blocks).
+    \b
+      ran-edge advise mobilenet_v2 --target ethos-u55-128
+      ran-edge advise net.py:make_net --weights net.pt --calib images/ --apply
+      ran-edge build --model build/make_net_advised/make_net_advised.py:make_model
+    \b
+    --apply: new blocks start from a seeded init and are distilled from the original
+    network on the calibration images (KL + feature loss at each replaced block); the
+    model is saved (.pt2 + .py:make_model) and built again, and Vela's FPS is printed
+    beside the prediction.
+    """
+
+    def body() -> None:
+        from ran_edge.advise.run import AdviseRequest, run_advise
+        from ran_edge.advise.views import advice_json, print_advice
+
+        thresholds = Thresholds(max_utilisation, min_share, min_gain, allow_smaller)
+        request = AdviseRequest(
+            model_spec=model_spec,
+            target=target,
+            weights=weights,
+            input_shape=parse_input_shape(input_shape),
+            calib=calib,
+            calib_samples=calib_samples,
+            holdout=holdout,
+            thresholds=thresholds,
+            cost_all=cost_all,
+            in_context=in_context,
+            out=out,
+            cache_dir=cache_dir,
+            workers=workers,
+            apply=apply_,
+            apply_out=apply_out,
+            epochs=epochs,
+            seed=seed,
+            progress=not quiet,
+        )
+        result = run_advise(request, RichProgress(not quiet))
+        if as_json:
+            click.echo(json.dumps(advice_json(result), indent=2, allow_nan=False))
+        else:
+            print_advice(result)
+
+    run_command(body)

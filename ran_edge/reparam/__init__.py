@@ -1,0 +1,56 @@
+"""Structural re-parameterization math, below both `blocks` and `shrink`.
+
+Exact, numerically verified function-preserving rewrites of convolutions: BatchNorm folding
+(`fold`), merging parallel branches into one conv (`branches`: RepVGG, MobileOne, DBB-style)
+and collapsing a linear chain of convs into one (`chain`, borders included). Everything
+computes in float64 and either is exact on the whole output map or raises MergeRefused
+saying why. Derivations: docs/shrink.md.
+"""
+
+from ran_edge.reparam.branches import (
+    ConvKernel,
+    MergeRefused,
+    avgpool_kernel,
+    branch_kernel,
+    identity_kernel,
+    merge_parallel,
+    regroup_weight,
+)
+from ran_edge.reparam.chain import (
+    BORDERS,
+    Border,
+    ConvChain,
+    chain_forward,
+    compose,
+    conv2d_value_padded,
+    ethos_u_conv_notes,
+    fold_residual,
+    merge_refusal,
+    merge_sequential_convs,
+    pad_with_values,
+)
+from ran_edge.reparam.fold import bn_affine, conv_from_tensors, fold_bn
+
+__all__ = [
+    "BORDERS",
+    "Border",
+    "ConvChain",
+    "ConvKernel",
+    "MergeRefused",
+    "avgpool_kernel",
+    "bn_affine",
+    "branch_kernel",
+    "chain_forward",
+    "compose",
+    "conv2d_value_padded",
+    "conv_from_tensors",
+    "ethos_u_conv_notes",
+    "fold_bn",
+    "fold_residual",
+    "identity_kernel",
+    "merge_parallel",
+    "merge_refusal",
+    "merge_sequential_convs",
+    "pad_with_values",
+    "regroup_weight",
+]

@@ -1,0 +1,101 @@
+"""Analytical latency of an int8 model on a Cortex-A (or host) CPU running LiteRT + XNNPACK.
+
+Per op: compute work (MACs, elements or bytes over the rate of its class, with a shape
+penalty for narrow convs), plus bytes over the memory rate; threads split that work with an
+efficiency that grows with the op's size (XNNPACK parallelises over output tiles, so small
+ops gain little); a fixed dispatch overhead per op and per invoke. The parameters live in the
+target profile's [cpu_model] table (docs/cpu-targets.md says which are fitted to what).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ran_edge.convert.tflite_ops import OpCost, op_class
+from ran_edge.targets.cortex_a.spec import CpuModelParams, CpuSpec
+
+
+@dataclass(frozen=True)
+class OpEstimate:
+    """One op's estimated cost on the target."""
+
+    cost: OpCost
+    op_class: str
+    cycles: float  # wall-clock cycles at the target clock, threads included
+    compute_cycles: float  # single-thread compute part
+    memory_cycles: float  # single-thread memory part
+    speedup: float
+
+    @property
+    def memory_bound(self) -> bool:
+        return self.memory_cycles > self.compute_cycles
+
+
+@dataclass(frozen=True)
+class CpuEstimate:
+    """The model's estimated latency and its per-op breakdown."""
+
+    ops: tuple[OpEstimate, ...]
+    invoke_cycles: float
+    clock_hz: float
+    threads: int
+
+    @property
+    def cycles(self) -> float:
+        return self.invoke_cycles + sum(o.cycles for o in self.ops)
+
+    @property
+    def latency_ms(self) -> float:
+        return 1e3 * self.cycles / self.clock_hz
+
+
+def _compute_cycles(cost: OpCost, kind: str, p: CpuModelParams) -> float:
+    if kind == "conv":
+        k = cost.macs / max(1, cost.out_elements)  # reduction depth kh*kw*Cin
+        n = cost.output[-1] if cost.output else 1
+        penalty = (1 + p.conv_k_half / max(k, 1)) * (1 + p.conv_n_half / max(n, 1))
+        return cost.macs / p.conv_macs_per_cycle * penalty
+    if kind == "depthwise":
+        c = cost.output[-1] if cost.output else 1
+        return cost.macs / p.depthwise_macs_per_cycle * (1 + p.depthwise_c_half / max(c, 1))
+    if kind == "fc":
+        k = cost.weights[-1] if cost.weights else 1
+        return cost.macs / p.fc_macs_per_cycle * (1 + p.conv_k_half / max(k, 1))
+    if kind in ("elementwise", "quantize"):  # XNNPACK takes int8 (de)quantize too
+        return (cost.in_elements + cost.out_elements) / p.elementwise_elements_per_cycle
+    if kind == "pool":
+        return cost.in_elements / p.pool_elements_per_cycle
+    if kind == "reduce":
+        return cost.in_elements / p.reduce_elements_per_cycle
+    if kind == "copy":
+        return cost.activation_bytes / p.copy_bytes_per_cycle
+    if kind == "free":
+        return 0.0
+    # an op XNNPACK does not take runs in a TFLite reference kernel, one element at a time
+    return (cost.in_elements + cost.out_elements) * p.reference_cycles_per_element
+
+
+def _speedup(work: float, threads: int, kind: str, p: CpuModelParams) -> float:
+    """Threads' speedup on one op: near 1 for tiny ops, 1 + (n-1)*efficiency for large ones."""
+    if threads <= 1 or kind in ("reference", "free"):
+        return 1.0
+    return 1.0 + (threads - 1) * p.parallel_efficiency * work / (work + p.parallel_half_work_cycles)
+
+
+def estimate_ops(
+    costs: list[OpCost], spec: CpuSpec, params: CpuModelParams, threads: int | None = None
+) -> CpuEstimate:
+    """Estimate every op of a model; `threads` defaults to the profile's, capped at its cores."""
+    n = max(1, min(threads or spec.default_threads, spec.cores))
+    rows = []
+    for cost in costs:
+        kind = op_class(cost.op)
+        compute = _compute_cycles(cost, kind, params)
+        memory = 0.0 if kind == "free" else cost.bytes / params.memory_bytes_per_cycle
+        work = compute + memory
+        speedup = _speedup(work, n, kind, params)
+        sync = (n - 1) * params.thread_sync_cycles if speedup > 1.0 else 0.0
+        cycles = params.op_overhead_cycles + work / speedup + sync
+        rows.append(OpEstimate(cost, kind, cycles, compute, memory, speedup))
+    clock = spec.clock_hz or params.reference_clock_hz
+    return CpuEstimate(tuple(rows), params.invoke_overhead_cycles, clock, n)

@@ -1,0 +1,237 @@
+"""Cortex-A (and host) target profiles: the [cpu] facts and the [cpu_model] estimator parameters.
+
+A profile of kind `cortex-a` describes a CPU that runs the int8 model in LiteRT with the
+XNNPACK delegate: cores, clock, SIMD features, caches and memory bandwidth (each with its
+source in the TOML), plus the parameters of ran-edge's analytical latency model, fitted to
+measurements (`ran-edge calibrate-target`) or to published figures (see docs/cpu-targets.md).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+
+from ran_edge.errors import UsageError
+from ran_edge.targets.profile_fields import positive, positive_int, require, table
+
+KIND = "cortex-a"
+SIMD_FEATURES = ("neon", "dotprod", "i8mm", "sve", "sse4", "avx2", "avx512", "avx512vnni")
+
+
+@dataclass(frozen=True)
+class CpuSpec:
+    """What the board is: cores, clock, SIMD, caches, memory. `clock_hz` None: not fixed (host)."""
+
+    core: str
+    cores: int
+    clock_hz: float | None
+    simd: tuple[str, ...]
+    default_threads: int
+    l1d_bytes: int | None = None
+    l1i_bytes: int | None = None
+    l2_bytes: int | None = None
+    l3_bytes: int | None = None
+    memory: str = ""
+    memory_bandwidth_bytes_per_s: float | None = None
+
+    @property
+    def has_dotprod(self) -> bool:
+        return "dotprod" in self.simd
+
+
+@dataclass(frozen=True)
+class CpuModelParams:
+    """Parameters of the per-op latency model (docs/cpu-targets.md), in cycles of `clock_hz`.
+
+    Rates are per core. Work of an op = its MACs (or elements, or bytes) over the rate for its
+    class, times a shape penalty, plus bytes over the memory rate; threads divide that work
+    with an efficiency that grows with the op's size, at a synchronisation cost per extra
+    thread; every op adds a fixed overhead.
+    """
+
+    conv_macs_per_cycle: float = 8.0
+    depthwise_macs_per_cycle: float = 2.0
+    fc_macs_per_cycle: float = 4.0
+    elementwise_elements_per_cycle: float = 2.0
+    pool_elements_per_cycle: float = 4.0
+    reduce_elements_per_cycle: float = 8.0
+    copy_bytes_per_cycle: float = 8.0
+    reference_cycles_per_element: float = 10.0  # ops XNNPACK does not take (TFLite kernels)
+    conv_k_half: float = 16.0  # reduction depth (kh*kw*Cin) at which a conv runs at half rate
+    conv_n_half: float = 4.0  # output channels at which a conv runs at half rate
+    depthwise_c_half: float = 4.0
+    memory_bytes_per_cycle: float = 4.0
+    op_overhead_cycles: float = 2000.0
+    invoke_overhead_cycles: float = 5000.0
+    parallel_efficiency: float = 0.8  # speedup per extra thread, for large ops
+    parallel_half_work_cycles: float = 50000.0  # op size at which half that speedup is reached
+    thread_sync_cycles: float = 500.0  # per op and extra thread: waking and joining workers
+    reference_clock_hz: float = 1e9  # the clock cycles are counted at when the spec has none
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+
+@dataclass(frozen=True)
+class CpuModel:
+    """The [cpu_model] table: parameters plus where they came from."""
+
+    params: CpuModelParams
+    source: str  # e.g. "fitted on ...", "calibrate-target on <host> at <date>"
+    fitted: bool  # False: every parameter is an assumption
+
+
+def host_cores() -> int:
+    return os.cpu_count() or 1
+
+
+# /proc/cpuinfo flag -> our SIMD feature name (aarch64 "Features", x86 "flags").
+_CPUINFO_FLAGS = {
+    "asimd": "neon",
+    "asimddp": "dotprod",
+    "i8mm": "i8mm",
+    "sve": "sve",
+    "sse4_2": "sse4",
+    "avx2": "avx2",
+    "avx512f": "avx512",
+    "avx512_vnni": "avx512vnni",
+}
+
+
+def host_simd() -> tuple[str, ...]:
+    """This machine's SIMD features relevant to int8 kernels, from /proc/cpuinfo (Linux)."""
+    try:
+        text = open("/proc/cpuinfo").read()  # noqa: SIM115 - a one-shot read of a virtual file
+    except OSError:
+        return ()
+    flags: set[str] = set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            flags.update(value.split())
+    return tuple(dict.fromkeys(name for flag, name in _CPUINFO_FLAGS.items() if flag in flags))
+
+
+def parse_cpu(data: dict, where: str) -> CpuSpec:
+    """The [cpu] table; `cores = "auto"` (host) counts this machine's cores."""
+    cpu = table(data, "cpu", where)
+    core = require(cpu, "core", where, str)
+    cores_value = cpu.get("cores")
+    if cores_value == "auto":
+        cores = host_cores()
+    else:
+        cores = positive_int(cpu, "cores", where)
+        if cores is None:
+            raise UsageError(f'target profile {where} lacks `cpu.cores` (an int, or "auto").')
+    simd = cpu.get("simd", [])
+    if simd == "auto":
+        simd = list(host_simd())
+    if not isinstance(simd, list) or not all(isinstance(s, str) for s in simd):
+        raise UsageError(f"target profile {where}: `cpu.simd` must be a list of strings.")
+    unknown = [s for s in simd if s not in SIMD_FEATURES]
+    if unknown:
+        raise UsageError(
+            f"target profile {where}: unknown SIMD feature(s) {unknown}; "
+            f"known: {', '.join(SIMD_FEATURES)}."
+        )
+    threads = positive_int(cpu, "threads", where, default=cores)
+    sizes = {k: positive_int(cpu, k, where) for k in ("l1d_bytes", "l1i_bytes", "l2_bytes")}
+    l3 = cpu.get("l3_bytes")
+    if l3 is not None and (not isinstance(l3, int) or l3 < 0):
+        raise UsageError(f"target profile {where}: `cpu.l3_bytes` must be an int >= 0.")
+    return CpuSpec(
+        core=core,
+        cores=cores,
+        clock_hz=positive(cpu, "clock_hz", where),
+        simd=tuple(simd),
+        default_threads=min(threads or cores, cores),
+        l3_bytes=l3,
+        memory=str(cpu.get("memory", "")),
+        memory_bandwidth_bytes_per_s=positive(cpu, "memory_bandwidth_bytes_per_s", where),
+        **sizes,
+    )
+
+
+def parse_cpu_model(data: dict, where: str) -> CpuModel:
+    """The [cpu_model] table: any parameter left out keeps its (assumed) default."""
+    model = table(data, "cpu_model", where, required=False)
+    known = set(CpuModelParams.names())
+    unknown = sorted(set(model) - known - {"source", "fitted"})
+    if unknown:
+        raise UsageError(
+            f"target profile {where}: unknown [cpu_model] key(s) {unknown}; "
+            f"known: {', '.join(sorted(known))}."
+        )
+    values = {}
+    for name in CpuModelParams.names():
+        value = positive(model, name, where)
+        if value is not None:
+            values[name] = value
+    params = CpuModelParams(**values)
+    if params.parallel_efficiency > 1.0:
+        raise UsageError(f"target profile {where}: `parallel_efficiency` must be in (0, 1].")
+    fitted = model.get("fitted", False)
+    if not isinstance(fitted, bool):
+        raise UsageError(f"target profile {where}: `cpu_model.fitted` must be true or false.")
+    return CpuModel(params, str(model.get("source", "defaults (assumptions)")), fitted)
+
+
+@dataclass(frozen=True)
+class CortexASpec:
+    """Everything kind-specific in a `cortex-a` profile."""
+
+    cpu: CpuSpec
+    cpu_model: CpuModel
+
+    def dependency_files(self) -> tuple:
+        return ()
+
+    def table_cells(self) -> tuple[str, str, str, str]:
+        """compute, clock MHz, config (SIMD), memory columns of `ran-edge targets`."""
+        cpu = self.cpu
+        clock = f"{cpu.clock_hz / 1e6:.0f}" if cpu.clock_hz else "-"
+        parts = [f"L2 {_size(cpu.l2_bytes)}"] if cpu.l2_bytes else []
+        parts += [f"L3 {_size(cpu.l3_bytes)}"] if cpu.l3_bytes else []
+        bandwidth = cpu.memory_bandwidth_bytes_per_s
+        parts += [f"{bandwidth / 1e9:.1f} GB/s"] if bandwidth else []
+        return (
+            f"{cpu.cores} x {cpu.core}",
+            clock,
+            ", ".join(cpu.simd) or "-",
+            ", ".join(parts) or "-",
+        )
+
+    def summary_row(self) -> dict:
+        """The kind's fields of one `targets --json` row (Ethos-U fields null)."""
+        cpu, model = self.cpu, self.cpu_model
+        return {
+            "core": cpu.core,
+            "cores": cpu.cores,
+            "clock_hz": cpu.clock_hz,
+            "simd": list(cpu.simd),
+            "threads": cpu.default_threads,
+            "l1d_bytes": cpu.l1d_bytes,
+            "l1i_bytes": cpu.l1i_bytes,
+            "l2_bytes": cpu.l2_bytes,
+            "l3_bytes": cpu.l3_bytes,
+            "memory": cpu.memory,
+            "memory_bandwidth_bytes_per_s": cpu.memory_bandwidth_bytes_per_s,
+            "cpu_model_source": model.source,
+            "cpu_model_fitted": model.fitted,
+            "accelerator": None,
+            "macs_per_cycle": None,
+            "system_config": None,
+            "memory_mode": None,
+        }
+
+
+def _size(value: int | None) -> str:
+    if not value:
+        return "?"
+    return f"{value // 1024**2} MiB" if value >= 1024**2 else f"{value // 1024} KiB"
+
+
+def parse_cortex_a(data: dict, where: str, path) -> CortexASpec:
+    """The [cpu] and [cpu_model] tables."""
+    return CortexASpec(cpu=parse_cpu(data, where), cpu_model=parse_cpu_model(data, where))
