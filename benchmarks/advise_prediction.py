@@ -24,7 +24,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from ran_edge.advise.run import AdviseRequest, run_advise
+from ran_edge.advise.request import AdviseRequest
+from ran_edge.advise.run import run_advise
 from ran_edge.cli.common import RichProgress
 
 OUT = Path("build/advise_bench")

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from ran_edge.advise.forms import FormGraph, build_form, replacement_forms
+from ran_edge.advise.request import Thresholds
 from ran_edge.advise.sites import BlockForm, Site
 from ran_edge.errors import StageError
 from ran_edge.report.model import Report
@@ -30,19 +31,6 @@ from ran_edge.search.graphs import GraphSpec, frames_of
 from ran_edge.targets.loading import Target
 
 Measure = Callable[[GraphSpec], BlockCost]
-DEFAULT_MAX_UTILISATION_PCT = 30.0
-DEFAULT_MIN_SHARE_PCT = 3.0
-DEFAULT_MIN_GAIN_PCT = 10.0
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """When a block is flagged and when a replacement is worth recommending."""
-
-    max_utilisation_pct: float = DEFAULT_MAX_UTILISATION_PCT
-    min_share_pct: float = DEFAULT_MIN_SHARE_PCT
-    min_gain_pct: float = DEFAULT_MIN_GAIN_PCT  # of the block's cycles in the network
-    allow_smaller: bool = False
 
 
 @dataclass(frozen=True)

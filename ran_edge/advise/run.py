@@ -10,7 +10,6 @@ from torch import nn
 
 from ran_edge.advise.advice import (
     Advice,
-    Thresholds,
     assess,
     graphs_to_measure,
     make_advice,
@@ -19,6 +18,7 @@ from ran_edge.advise.advice import (
 )
 from ran_edge.advise.apply import Replacement, apply_replacements, save_advised
 from ran_edge.advise.context import context_savings
+from ran_edge.advise.request import AdviseRequest
 from ran_edge.advise.sites import find_sites, replaceable_model
 from ran_edge.build.many import build_loaded
 from ran_edge.calib import CalibrationData, load_calibration
@@ -30,28 +30,6 @@ from ran_edge.progress import BuildProgress
 from ran_edge.search.table import CostTable
 from ran_edge.shrink.distill import TrainConfig, agreement, train_student
 from ran_edge.targets.loading import Target, resolve_target
-
-
-@dataclass(frozen=True)
-class AdviseRequest:
-    model_spec: str
-    target: str
-    weights: Path | None = None
-    input_shape: tuple[int, ...] | None = None
-    calib: str | None = None
-    calib_samples: int | None = None
-    holdout: int = 16
-    thresholds: Thresholds = Thresholds()
-    cost_all: bool = False
-    in_context: bool = False
-    out: Path = Path("build")
-    cache_dir: Path = Path("build/cost-cache")
-    workers: int | None = None
-    apply: bool = False
-    apply_out: Path | None = None
-    epochs: int = 5
-    seed: int = 0
-    progress: bool = True
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from ran_edge.atomic import write_atomic
-from ran_edge.progress import SILENT, BuildProgress
 from ran_edge.build.requests import CheckRequest
+from ran_edge.convert.attribution import ModuleIndex
 from ran_edge.convert.export import export_float_tflite_with_rewrites
 from ran_edge.convert.quantize import quantize_int8
 from ran_edge.convert.tflite_info import inspect_tflite
 from ran_edge.errors import StageError, UsageError
-from ran_edge.convert.attribution import ModuleIndex
+from ran_edge.progress import SILENT, BuildProgress
 from ran_edge.targets.ethos_u.npu_gate import NpuVerdict, judge
 from ran_edge.targets.ethos_u.vela import VelaCrash, run_vela
 from ran_edge.targets.loading import Target

@@ -6,66 +6,94 @@ caller collects it with `ConvertedModel.tflm` (or `finish()`), so Vela can run m
 from __future__ import annotations
 
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ran_edge.progress import SILENT, BuildProgress
-from ran_edge.build.requests import DEFAULT_QUANTIZE, QuantizeOptions
-from ran_edge.convert.export import export_float_tflite_with_rewrites
-from ran_edge.convert.fidelity import Fidelity, measure_fidelity
 from ran_edge.build.mixed_precision import (
     auto_mixed_precision,
     float_ops,
     int16_tensors_for_modules,
     modules_of,
 )
+from ran_edge.build.requests import DEFAULT_QUANTIZE, QuantizeOptions
+from ran_edge.convert.attribution import ModuleIndex
+from ran_edge.convert.export import export_float_tflite_with_rewrites
+from ran_edge.convert.fidelity import Fidelity, measure_fidelity
 from ran_edge.convert.quantize import quantize_int8
 from ran_edge.convert.ranges import check_method
 from ran_edge.convert.sensitivity import sensitivity_json, sensitivity_rows
 from ran_edge.convert.tflite_info import TfliteInfo, inspect_tflite
 from ran_edge.errors import UsageError
 from ran_edge.firmware.tflm_check import TflmCheck, start_tflm_check
+from ran_edge.progress import SILENT, BuildProgress
 from ran_edge.report.json_report import ModelFacts, QuantizationQuality
-from ran_edge.convert.attribution import ModuleIndex
 
 TFLM_SAMPLES = 16  # offered to the TFLM check; it stops early when the first agree bit-exactly
 
 
 class Deferred:
-    """A TFLM check running in its child process; `result()` waits once and keeps the answer."""
+    """Work running beside the build (a thread, or the TFLM check's child process):
+    `result()` waits the first time, keeps the answer, and re-raises what the work raised."""
 
     def __init__(self, pending) -> None:
         self._pending = pending
-        self._result: TflmCheck | None = None
-        self._lock = threading.Lock()  # targets build in threads; one of them waits
+        self._done = False
+        self._result = None
+        self._lock = threading.Lock()  # targets build in threads; the first one waits
 
-    def result(self) -> TflmCheck:
+    def result(self):
         with self._lock:
-            if self._result is None:
+            if not self._done:
                 self._result = self._pending.result()
+                self._done = True
             return self._result
 
 
 @dataclass(frozen=True)
+class Checks:
+    """int8 against float on the held-out samples: whole-model fidelity, per-op sensitivity."""
+
+    fidelity: Fidelity | None
+    sensitivity: dict | None  # the report section (None: no held-out samples, or not pairable)
+
+
+@dataclass(frozen=True)
 class ConvertedModel:
-    """The target-independent half of a build."""
+    """The target-independent half of a build. The checks on the int8 model run alongside
+    the targets: `fidelity`, `quality` and `tflm` wait for them the first time they are read
+    (a report is written only after that)."""
 
     facts: ModelFacts
     float_tflite: bytes
     int8_tflite: bytes
     info: TfliteInfo
-    fidelity: Fidelity | None
-    tflm_check: Deferred | None
     calibration: dict
     modules: ModuleIndex
-    quality: QuantizationQuality | None = None  # report sections: ranges, int16, sensitivity
+    quantization: dict  # how it was quantized: the report's conversion.quantization
+    checks: Deferred
+    tflm_check: Deferred
 
     @property
-    def tflm(self) -> TflmCheck | None:
+    def fidelity(self) -> Fidelity | None:
+        return self.checks.result().fidelity
+
+    @property
+    def quality(self) -> QuantizationQuality:
+        """Report sections: ranges, int16 layers, rewrites, and per-op sensitivity."""
+        return QuantizationQuality(self.quantization, self.checks.result().sensitivity)
+
+    @property
+    def tflm(self) -> TflmCheck:
         """The TFLM check's verdict (waits for its process the first time)."""
-        return None if self.tflm_check is None else self.tflm_check.result()
+        return self.tflm_check.result()
+
+    def wait(self) -> None:
+        """Block until every check has finished (raising what a check raised)."""
+        self.checks.result()
+        self.tflm_check.result()
 
 
 def nhwc(batch: np.ndarray) -> np.ndarray:
@@ -126,15 +154,12 @@ def convert_model(
             )
         int8_tflite, int16 = mixed.model, mixed.int16_tensors
     info = inspect_tflite(int8_tflite)
-    # TFLM vs LiteRT reference kernels in a child process, while fidelity, sensitivity and
-    # the targets' compiles run here; a report reads `converted.tflm`, which waits for it.
+    # The checks start now and run while the targets compile: TFLM against LiteRT's reference
+    # kernels in a child process, fidelity and per-op sensitivity in a thread (LiteRT and
+    # numpy release the GIL; Vela runs in its own process).
     reference = calib.holdout if len(calib.holdout) else calib.samples
     tflm = Deferred(start_tflm_check(int8_tflite, nhwc(reference[:TFLM_SAMPLES])))
-    fidelity, sensitivity = None, ()
-    if holdout is not None:
-        with progress.stage(f"int8 vs float, per op, on {len(holdout)} held-out samples"):
-            fidelity = measure_fidelity(float_tflite, int8_tflite, holdout)
-            sensitivity = sensitivity_rows(float_tflite, int8_tflite, holdout, modules)
+    checks = Deferred(_start_checks(float_tflite, int8_tflite, holdout, modules))
     facts = ModelFacts(
         name=loaded.name,
         source=loaded.source,
@@ -150,27 +175,40 @@ def convert_model(
         "holdout": int(len(calib.holdout)),
         "method": options.method,
     }
-    quality = QuantizationQuality(
-        quantization={
-            "method": options.method,
-            "int16_activations": list(_int16_modules(float_tflite, modules, int16, mixed)),
-            "int16_tensors": len(int16),
-            "rewrites": [asdict(r) for r in rewrites],
-            "mixed_precision": None if mixed is None else mixed.as_dict(),
-        },
-        sensitivity=sensitivity_json(sensitivity, len(holdout) if holdout is not None else 0),
-    )
+    quantization = {
+        "method": options.method,
+        "int16_activations": list(_int16_modules(float_tflite, modules, int16, mixed)),
+        "int16_tensors": len(int16),
+        "rewrites": [asdict(r) for r in rewrites],
+        "mixed_precision": None if mixed is None else mixed.as_dict(),
+    }
     return ConvertedModel(
         facts=facts,
         float_tflite=float_tflite,
         int8_tflite=int8_tflite,
         info=info,
-        fidelity=fidelity,
-        tflm_check=tflm,
         calibration=calibration,
         modules=modules,
-        quality=quality,
+        quantization=quantization,
+        checks=checks,
+        tflm_check=tflm,
     )
+
+
+def _start_checks(float_tflite: bytes, int8_tflite: bytes, holdout, modules) -> Future:
+    """Fidelity and per-op sensitivity on the held-out samples, in a thread of their own."""
+
+    def run() -> Checks:
+        if holdout is None:
+            return Checks(None, None)
+        fidelity = measure_fidelity(float_tflite, int8_tflite, holdout)
+        rows = sensitivity_rows(float_tflite, int8_tflite, holdout, modules)
+        return Checks(fidelity, sensitivity_json(rows, len(holdout)))
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="int8-checks")
+    future = pool.submit(run)
+    pool.shutdown(wait=False)  # the thread ends with its one task
+    return future
 
 
 def _int16_modules(float_tflite: bytes, modules, int16: tuple[str, ...], mixed) -> tuple:

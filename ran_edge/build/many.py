@@ -18,7 +18,6 @@ from pathlib import Path
 from ran_edge.atomic import check_writable_folder
 from ran_edge.build.convert import ConvertedModel, convert_model
 from ran_edge.build.fingerprint import inputs_fingerprint, reused_report
-from ran_edge.progress import SILENT, BuildProgress
 from ran_edge.build.requests import (
     DEFAULT_MODULE_DEPTH,
     DEFAULT_QUANTIZE,
@@ -28,6 +27,7 @@ from ran_edge.build.requests import (
 from ran_edge.build.results import BuildResult, resolve_targets, write_html
 from ran_edge.build.target import ModelOnTarget, TargetBuild, profile_on_target
 from ran_edge.errors import UsageError
+from ran_edge.progress import SILENT, BuildProgress
 from ran_edge.report.json_report import report_head
 from ran_edge.targets.cortex_a.plan import CpuPlan, plan_cpu
 from ran_edge.targets.cortex_a.profile import MeasureOptions
@@ -185,7 +185,7 @@ def _profile_targets(
     results: dict[str, TargetBuild | BaseException] = {}
     if together:
         label = ", ".join(t.backend.describe(t, options.cpu) for t in together)
-        with progress.stage(label):
+        with progress.stage(f"{label}; int8 checks alongside"):
             workers = max(1, min(len(together), os.cpu_count() or 1))
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 futures = {t.name: pool.submit(one, t, options.cpu) for t in together}
@@ -194,7 +194,10 @@ def _profile_targets(
                         results[name] = future.result()
                     except BaseException as exc:  # noqa: BLE001 - re-raised below, in order
                         results[name] = exc
-                converted.tflm  # noqa: B018 - wait for the TFLM check inside this stage
+                converted.wait()  # the checks end inside this stage, not after it
+    if measured and not together:
+        with progress.stage("int8 checks (before timing: nothing else may run)"):
+            converted.wait()
     for target in measured:
         if _first_failure(targets, results) is not None:
             break

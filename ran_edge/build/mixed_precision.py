@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ran_edge.convert.attribution import ModuleIndex, ancestors, attribute_layers
 from ran_edge.convert.fidelity import Fidelity, measure_fidelity
 from ran_edge.convert.sensitivity import SQNR_CAP_DB, Sensitivity, measure_sensitivity
 from ran_edge.errors import RanEdgeError, UsageError
-from ran_edge.convert.attribution import ModuleIndex, ancestors, attribute_layers
 from ran_edge.targets.loading import Target, resolve_target
 
 Progress = Callable[[str], None]

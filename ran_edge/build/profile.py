@@ -12,12 +12,12 @@ import numpy as np
 
 from ran_edge.atomic import check_writable_folder
 from ran_edge.build.fingerprint import profile_fingerprint
-from ran_edge.progress import SILENT, BuildProgress
 from ran_edge.build.requests import ProfileRequest
 from ran_edge.build.results import BuildResult, resolve_targets, write_html
 from ran_edge.build.target import ModelOnTarget, TargetBuild, profile_on_target
 from ran_edge.convert.tflite_info import inspect_tflite, read_tflite
 from ran_edge.errors import UsageError
+from ran_edge.progress import SILENT, BuildProgress
 from ran_edge.report.json_report import ModelFacts, QuantizationQuality, report_head
 from ran_edge.targets.cortex_a.plan import CpuPlan, plan_cpu
 from ran_edge.targets.cortex_a.profile import MeasureOptions

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ran_edge.progress import BuildProgress
 from ran_edge.build.target import TargetBuild
 from ran_edge.errors import UsageError
+from ran_edge.progress import BuildProgress
 from ran_edge.targets.loading import Target, resolve_target
 
 

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import click
 
-from ran_edge.advise.advice import (
+from ran_edge.advise.request import (
     DEFAULT_MAX_UTILISATION_PCT,
     DEFAULT_MIN_GAIN_PCT,
     DEFAULT_MIN_SHARE_PCT,
+    AdviseRequest,
     Thresholds,
 )
 from ran_edge.cli.common import RichProgress, parse_input_shape, run_command
@@ -164,7 +165,7 @@ def advise(
     """
 
     def body() -> None:
-        from ran_edge.advise.run import AdviseRequest, run_advise
+        from ran_edge.advise.run import run_advise
         from ran_edge.advise.views import advice_json, print_advice
 
         thresholds = Thresholds(max_utilisation, min_share, min_gain, allow_smaller)

@@ -152,13 +152,22 @@ def rewrite_module(
     module comes back untouched, so a network without these patterns converts exactly as
     before.
     """
+    rewritten, applied, _exported = export_and_rewrite(module, example, enabled)
+    return rewritten, applied
+
+
+def export_and_rewrite(
+    module: nn.Module, example: tuple[torch.Tensor, ...], enabled: Iterable[str] | None = None
+) -> tuple[nn.Module, list[AppliedRewrite], torch.export.ExportedProgram | None]:
+    """`rewrite_module`, plus the program torch.export made of `module` when nothing fired
+    (the converter, exporting the same module on the same inputs, can use it as is)."""
     exported = torch.export.export(module, example, strict=False)
     gm = exported.module()
     applied = rewrite_graph_module(gm, enabled)
     if not applied:
-        return module, []
+        return module, [], exported
     object.__setattr__(gm, "training", False)  # unlifted modules refuse .eval()
-    return gm, applied
+    return gm, applied, None
 
 
 __all__ = [

@@ -17,11 +17,13 @@ from ran_edge.report.metrics import metric_value
 
 # Floors for a trained model's int8 twin on held-out digits. With the true min/max range
 # over the calibration set (`--calib-method minmax`, the default) the logit SQNR measured
-# 27.9 dB (64 samples) and agreement 100%; the quantizer's own moving-average ranges gave
-# 15-18 dB. A wrong scale, zero-point or layout drops agreement to chance (~10%) and SQNR
-# below 0 dB.
-TOP1_AGREEMENT_FLOOR = 97.9  # at most 1 of 48 held-out samples may disagree
-SQNR_FLOOR_DB = 25.0
+# 27.9 dB and agreement 100% on one machine, 24.6 dB and 95.8% on another: the seeded
+# training is deterministic on a given CPU, but its float kernels (and so the weights)
+# differ between CPUs. The quantizer's own moving-average ranges gave 15-18 dB. A wrong
+# scale, zero-point or layout drops agreement to chance (~10%) and SQNR below 0 dB, so
+# floors with room for the machine-to-machine spread still catch every such fault.
+TOP1_AGREEMENT_FLOOR = 93.7  # at most 3 of 48 held-out samples may disagree
+SQNR_FLOOR_DB = 22.0
 
 
 def test_every_target_gets_its_artifacts(digits_build):

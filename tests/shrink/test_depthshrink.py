@@ -95,6 +95,7 @@ def shrunk(digits) -> Shrunk:
     return Shrunk(plan, model, deploy)
 
 
+@pytest.mark.slow  # trains the digits TinyMBNet (about 12 s) or builds it
 def test_trained_model_is_a_real_classifier(digits):
     assert digits.accuracy > 0.95
 
@@ -159,6 +160,7 @@ def test_straight_through_gradient_reaches_every_logit():
     assert not model._forward_pre_hooks  # the controller's hook is gone
 
 
+@pytest.mark.slow  # trains the digits TinyMBNet (about 12 s) or builds it
 def test_search_removes_the_ratio_and_leaves_the_model_alone(digits):
     before = {k: v.clone() for k, v in digits.model.state_dict().items()}
     result = search_removal(digits.model, digits.train_x[:256], 0.5, config=QUIET)
@@ -176,6 +178,7 @@ def test_search_removes_the_ratio_and_leaves_the_model_alone(digits):
 # --- cost and plan ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # trains the digits TinyMBNet (about 12 s) or builds it
 def test_mac_cost_merges_only_where_macs_fall(digits):
     plan = plan_shrink(digits.model, BLOCKS, SHAPE)
     assert plan.merged == ("blocks.0", "blocks.1", "blocks.2", "blocks.4", "blocks.5")
@@ -188,6 +191,7 @@ def test_mac_cost_merges_only_where_macs_fall(digits):
     assert down.macs_after < down.macs_before == 397_312
 
 
+@pytest.mark.slow  # trains the digits TinyMBNet (about 12 s) or builds it
 def test_cost_function_is_pluggable(digits):
     def ops(module: nn.Module, _shape) -> float:  # fewer ops is better (latency-bound NPU)
         return float(sum(isinstance(m, nn.Conv2d) for m in module.modules()))
@@ -206,6 +210,7 @@ def test_cost_function_is_pluggable(digits):
     assert compare_costs(chain, merged, (1, 24, 8, 8), macs_cost).before == 448_512
 
 
+@pytest.mark.slow  # trains the digits TinyMBNet (about 12 s) or builds it
 def test_vela_cost_merges_what_macs_would_not(digits, monkeypatch):
     """The 5x5 block doubles its MACs when collapsed, yet Vela runs it faster: the
     depthwise conv it removes runs at a fraction of the NPU's MAC rate."""
@@ -226,6 +231,7 @@ def test_vela_cost_merges_what_macs_would_not(digits, monkeypatch):
         VelaBlockCost("nope-9")
 
 
+@pytest.mark.slow  # trains the digits TinyMBNet (about 12 s) or builds it
 def test_explicit_removal_is_checked(digits):
     assert check_removal(digits.model, ["blocks.3", "blocks.0"]) == ("blocks.3", "blocks.0")
     with pytest.raises(UsageError, match="not a shrinkable block.*blocks.0, blocks.1"):
@@ -239,6 +245,7 @@ def test_explicit_removal_is_checked(digits):
 # --- exactness -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # trains the digits TinyMBNet (about 12 s) or builds it
 def test_remove_then_merge_is_exact(digits, shrunk):
     assert shrunk.plan.merged == ("blocks.0", "blocks.1")
     for path in shrunk.plan.merged:
@@ -258,12 +265,14 @@ def test_remove_then_merge_is_exact(digits, shrunk):
     assert module_macs(shrunk.deploy, SHAPE) < module_macs(digits.model, SHAPE)
 
 
+@pytest.mark.slow  # trains the digits TinyMBNet (about 12 s) or builds it
 def test_recovery_brings_accuracy_back(digits, shrunk):
     removed_only = apply_plan(digits.model, shrunk.plan)
     assert accuracy(removed_only, digits.test_x, digits.test_y) < 0.5
     assert accuracy(shrunk.shrunk, digits.test_x, digits.test_y) > 0.9
 
 
+@pytest.mark.slow  # trains the digits TinyMBNet (about 12 s) or builds it
 def test_inexact_merge_is_kept_unmerged_with_the_reason(digits, monkeypatch):
     plan = plan_shrink(digits.model, ["blocks.0"], SHAPE)
     model = apply_plan(digits.model, plan)
@@ -291,6 +300,7 @@ def test_zoo_mobilenet_v2_becomes_shrinkable_exactly():
 # --- on the NPU ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # trains the digits TinyMBNet (about 12 s) or builds it
 def test_shrunk_model_runs_fully_on_the_npu_with_better_mac_utilisation(digits, shrunk, tmp_path):
     from ran_edge.blocks import to_deploy
 
@@ -348,6 +358,7 @@ def test_cli_refuses_what_it_cannot_shrink(tmp_path):
     assert result.exit_code == 2 and "x has shape (4, 1, 16, 16)" in result.output
 
 
+@pytest.mark.slow  # trains the digits TinyMBNet (about 12 s) or builds it
 def test_cli_shrinks_writes_and_the_result_builds(digits, tmp_path):
     weights = tmp_path / "digits.pt"
     torch.save(digits.model.state_dict(), weights)
@@ -404,6 +415,7 @@ class Recorder:
         self.lines.append(message)
 
 
+@pytest.mark.slow  # trains the digits TinyMBNet (about 12 s) or builds it
 def test_run_shrink_returns_the_typed_result_it_wrote(digits, tmp_path):
     from ran_edge.shrink.run import Recovery, ShrinkRequest, run_shrink
 

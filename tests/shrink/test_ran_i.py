@@ -110,6 +110,7 @@ def test_bad_scaling_inputs():
         ConvNeXtBN(act="swish")
 
 
+@pytest.mark.slow  # end to end: seconds of real tools
 def test_convnext_bn_deploys_without_norms_and_runs_on_the_npu(tmp_path):
     torch.manual_seed(0)
     model = ConvNeXtBN((1, 1, 2, 1), (16, 32, 48, 64), num_classes=10)

@@ -451,3 +451,33 @@ def test_sram_only_sram_used_includes_the_weights(sram_only, digits_build):
     assert metric_value(shipped["metrics"], "sram_total") == metric_value(
         shipped["metrics"], "sram_used"
     )
+
+
+def test_the_npu_clock_comes_from_the_vela_config(user_dir):
+    """Left out of the TOML, the clock is the system config's core_clock (one source); a TOML
+    clock that disagrees with it is refused with both figures and the fix."""
+    _write_own_ini(user_dir, core_clock="300e6")
+    no_clock = _u55_128_toml(
+        name='"own-clock"', aliases="[]", config='"my.ini"', system_config='"My_System"'
+    )
+    no_clock = re.sub(r"(?m)^clock_hz = .*\n", "", no_clock, count=1)
+    (user_dir / "own-clock.toml").write_text(no_clock)
+    assert resolve_target("own-clock").npu.clock_hz == 300e6
+    wrong = _u55_128_toml(name='"wrong-clock"', aliases="[]", clock_hz="400_000_000")
+    path = user_dir.parent / "wrong-clock.toml"
+    path.write_text(wrong)
+    with pytest.raises(UsageError, match=r"npu.clock_hz = 4e\+08 but Vela times .* 5e\+08"):
+        load_target_file(path)
+
+
+def test_profile_hash_covers_the_files_it_pulls_in(user_dir):
+    """`Target.sha256` (recorded in every report) changes with the profile's own Vela ini."""
+    ini = _write_own_ini(user_dir, core_clock="250e6")
+    text = _u55_128_toml(
+        name='"hashed"', aliases="[]", clock_hz="250_000_000", config='"my.ini"',
+        system_config='"My_System"',
+    )  # fmt: skip
+    (user_dir / "hashed.toml").write_text(text)
+    before = resolve_target("hashed").sha256
+    ini.write_text(ini.read_text() + "\n# an edit\n")
+    assert resolve_target("hashed").sha256 != before

@@ -343,6 +343,7 @@ def test_one_table_for_npu_and_cpu_targets(digits_model, tmp_path):
     assert [p.name for p in folder.iterdir() if p.name.startswith(".")] == []
 
 
+@pytest.mark.slow  # end to end: seconds of real tools
 def test_calibrate_target_writes_a_usable_profile(tmp_path):
     path = tmp_path / "host.toml"
     result = run_cli(

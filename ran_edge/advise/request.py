@@ -1,0 +1,43 @@
+"""What `ran-edge advise` is asked: cheap to import (no torch), so the command can build its
+request and show its defaults before the library loads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_MAX_UTILISATION_PCT = 30.0
+DEFAULT_MIN_SHARE_PCT = 3.0
+DEFAULT_MIN_GAIN_PCT = 10.0
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When a block is flagged and when a replacement is worth recommending."""
+
+    max_utilisation_pct: float = DEFAULT_MAX_UTILISATION_PCT
+    min_share_pct: float = DEFAULT_MIN_SHARE_PCT
+    min_gain_pct: float = DEFAULT_MIN_GAIN_PCT  # of the block's cycles in the network
+    allow_smaller: bool = False
+
+
+@dataclass(frozen=True)
+class AdviseRequest:
+    model_spec: str
+    target: str
+    weights: Path | None = None
+    input_shape: tuple[int, ...] | None = None
+    calib: str | None = None
+    calib_samples: int | None = None
+    holdout: int = 16
+    thresholds: Thresholds = Thresholds()
+    cost_all: bool = False
+    in_context: bool = False
+    out: Path = Path("build")
+    cache_dir: Path = Path("build/cost-cache")
+    workers: int | None = None
+    apply: bool = False
+    apply_out: Path | None = None
+    epochs: int = 5
+    seed: int = 0
+    progress: bool = True
