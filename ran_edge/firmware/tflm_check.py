@@ -7,15 +7,14 @@ output differs; 1-LSB differences that start in FULLY_CONNECTED are a known roun
 difference (TFLM rounds the requantization once, LiteRT's reference kernel twice, so exact
 ties land one LSB apart), labelled `rounding_only` rather than reported as a fault.
 
-The check is adaptive: the first `first_batch` samples (default `FIRST_BATCH`, 2) run
+The check is adaptive: the first `first_batch` samples (default `FIRST_BATCH`, 1) run
 first, and the remaining samples run only when one of them differs by more than the known
 FULLY_CONNECTED rounding tie, so a fault is still counted, localized and judged over every
 sample the caller gave, while a model that agrees (bit for bit, or but for that tie) costs
-two samples. TFLM's reference
-kernels are slow: per 224x224 MobileNetV2 sample ~0.45 s in TFLM and ~0.27 s in LiteRT,
+one sample. TFLM's reference kernels are slow: per 224x224 MobileNetV2 sample ~0.45 s in TFLM and ~0.27 s in LiteRT,
 plus ~0.6 s to walk each differing sample op by op, against a fixed ~0.2-0.5 s (process
 start and imports, mostly numpy and tflite_micro; building both interpreters takes
-~0.05 s). So 16 samples cost ~14 s, a bit-exact first batch ~1.5-2 s
+~0.05 s). So 16 samples cost ~14 s, a bit-exact first sample ~1.2 s
 (benchmarks/tflm_check_cost.py). A 1000-class FULLY_CONNECTED head ties on about a third
 of MobileNetV2's samples; a first batch holding one costs the op-by-op walk of that sample
 (~0.6 s) to recognise the tie, not the other samples.
@@ -54,12 +53,14 @@ from ran_edge.quiet import captured_output
 _ALLOC = re.compile(r"Arena allocation (total|head|tail) (\d+) bytes")
 ROUNDING_OPS = frozenset({"FULLY_CONNECTED"})  # ops whose 1-LSB tie differences are known
 CHILD_TIMEOUT_S = 600.0
-# Samples checked before deciding: a kernel fault (weights read as zeros, a kernel computing
-# something else) shows on every input, so two agreeing samples are strong evidence, and the
-# second guards against one input that happens not to reach the faulty path. Tie-like
-# differences on a fraction of inputs may go unseen (FULLY_CONNECTED's pass either way).
-# Each sample costs ~0.75 s at 224x224 (MobileNetV2).
-FIRST_BATCH = 2
+# Samples checked before deciding. A kernel fault (weights read as zeros, a kernel computing
+# something else, a zero point handled another way) runs through every op of every input and
+# changes the whole output, so one sample of full-size input that agrees on every output byte
+# is strong evidence; a disagreement brings in every other sample. Tie-like differences on a
+# fraction of inputs may go unseen (FULLY_CONNECTED's pass either way). Each sample costs
+# ~0.75 s of CPU at 224x224 (MobileNetV2), in a build that is meant to cost little more than
+# the converter, quantizer and Vela; callers wanting more pass `first_batch`.
+FIRST_BATCH = 1
 
 
 @dataclass(frozen=True)
@@ -101,13 +102,14 @@ class TflmCheck:
         if self.error is not None:
             return f"not run: {self.error}"
         if self.bit_exact:
+            checked = _samples(self.samples)
             skipped = self.samples_skipped
             if skipped:
                 return (
-                    f"bit-exact on {self.samples} samples (the first {self.samples} of "
+                    f"bit-exact on {checked} (the first {self.samples} of "
                     f"{self.samples + skipped}: the rest run only when one differs)"
                 )
-            return f"bit-exact on {self.samples} samples"
+            return f"bit-exact on {checked}"
         where = f"; first at {self.first_mismatch}" if self.first_mismatch else ""
         if self.first_mismatch_sample is not None:
             where += f" (sample {self.first_mismatch_sample})"
@@ -118,6 +120,10 @@ class TflmCheck:
                 "once in TFLM, twice in LiteRT's reference kernel"
             )
         return f"MISMATCH: {counts} (max |diff| {self.max_abs_diff} LSB){where}"
+
+
+def _samples(n: int) -> str:
+    return "1 sample" if n == 1 else f"{n} samples"
 
 
 @dataclass(frozen=True)

@@ -173,7 +173,8 @@ def test_first_mismatch_is_searched_over_every_sample(big, big_int8, big_full, b
 
 
 def test_the_first_batch_is_all_that_runs_when_it_agrees(big, big_int8, big_full, big_exact):
-    """Two bit-exact samples first: the check stops there, though a later sample differs."""
+    """Bit-exact samples first: the check stops after the first batch, though a later
+    sample differs."""
     differs = big.holdout[big_full.first_mismatch_sample]
     batch = np.concatenate([big_exact, differs[None], big.holdout[:8]])
     check = tflm_reference_check(big_int8, batch)
@@ -182,7 +183,8 @@ def test_the_first_batch_is_all_that_runs_when_it_agrees(big, big_int8, big_full
     assert check.samples_available == len(batch)
     assert check.samples_skipped == len(batch) - FIRST_BATCH
     assert check.mismatched_samples == 0 and check.first_mismatch is None
-    assert check.verdict.startswith(f"bit-exact on {FIRST_BATCH} samples (the first")
+    assert check.verdict.startswith(f"bit-exact on {FIRST_BATCH} sample")
+    assert f"(the first {FIRST_BATCH} of" in check.verdict
     assert f"of {len(batch)}" in check.verdict
     # The arena is measured all the same: it does not depend on how many samples ran.
     assert check.arena_total_bytes == big_full.arena_total_bytes
@@ -201,7 +203,7 @@ def test_the_rounding_tie_in_the_first_batch_needs_no_more_samples(
     assert big_full.rounding_only  # the known tie, as the full check judges it
     s = big_full.first_mismatch_sample
     batch = np.concatenate([big_exact[:1], big.holdout[s : s + 1], big.holdout])
-    check = tflm_reference_check(big_int8, batch)
+    check = tflm_reference_check(big_int8, batch, first_batch=2)
     assert check.samples_checked == 2 and check.samples_available == len(batch)
     assert check.mismatched_samples == 1 and check.first_mismatch_sample == 1
     assert check.first_mismatch == big_full.first_mismatch
@@ -220,7 +222,7 @@ def test_a_fault_in_the_first_batch_checks_every_sample(
     monkeypatch.setattr(module, "is_rounding_only", lambda *args: False)
     s = big_full.first_mismatch_sample
     batch = np.concatenate([big_exact[:1], big.holdout[s : s + 1], big.holdout])
-    check = module._check_in_this_process(big_int8, batch)
+    check = module._check_in_this_process(big_int8, batch, first_batch=2)
     assert check == module._check_in_this_process(big_int8, batch, first_batch=None)
     assert check.samples_checked == check.samples_available == len(batch)
     assert check.samples_skipped == 0
