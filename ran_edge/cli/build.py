@@ -8,6 +8,8 @@ import click
 
 from ran_edge.build.requests import DEFAULT_MODEL, DEFAULT_TARGET, BuildRequest
 from ran_edge.cli.common import (
+    CPU_FLAGS,
+    QUANTIZE_FLAGS,
     TARGET_HELP,
     RichProgress,
     cpu_flags,
@@ -147,27 +149,6 @@ def build(
         print_builds(result.builds, as_json, layers)
 
     run_command(body)
-
-
-QUANTIZE_FLAGS = (
-    "calib_method",
-    "int16_activations",
-    "auto_mixed_precision",
-    "target_sqnr",
-    "target_agreement",
-    "max_extra_cycles",
-    "no_rewrites",
-)
-CPU_FLAGS = (
-    "threads",
-    "runs",
-    "warmup",
-    "remote",
-    "identity",
-    "remote_python",
-    "ssh_options",
-    "connect_timeout",
-)
 
 
 def _take(options: dict, names: tuple[str, ...]) -> dict:

@@ -366,3 +366,25 @@ def quantize_options(
         auto=goal,
         rewrites=not no_rewrites,
     )
+
+
+# The keyword arguments each shared flag group adds to a click command.
+QUANTIZE_FLAGS = (
+    "calib_method",
+    "int16_activations",
+    "auto_mixed_precision",
+    "target_sqnr",
+    "target_agreement",
+    "max_extra_cycles",
+    "no_rewrites",
+)
+CPU_FLAGS = (
+    "threads",
+    "runs",
+    "warmup",
+    "remote",
+    "identity",
+    "remote_python",
+    "ssh_options",
+    "connect_timeout",
+)

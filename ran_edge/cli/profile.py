@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 
 from ran_edge.build.requests import DEFAULT_TARGET, ProfileRequest
-from ran_edge.cli.build import CPU_FLAGS
 from ran_edge.cli.common import (
+    CPU_FLAGS,
     TARGET_HELP,
     RichProgress,
     cpu_flags,
@@ -82,6 +82,9 @@ def profile(
     """
 
     def body() -> None:
+        from ran_edge.targets.ethos_u import vela_worker
+
+        vela_worker.prestart()  # Vela imports in its own process while this one loads
         from ran_edge.build.profile import profile_many
 
         request = ProfileRequest(

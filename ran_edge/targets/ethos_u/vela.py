@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ran_edge.errors import StageError
+from ran_edge.targets.ethos_u import vela_worker
 from ran_edge.targets.ethos_u.placement import PlacedOp
 from ran_edge.targets.ethos_u.placement import cpu_ops as cpu_placed_ops
 
@@ -174,11 +175,18 @@ def run_vela(
     # Run inside the output folder with relative paths, so logs hold no temp-folder names.
     model_arg = Path(os.path.relpath(model.resolve(), output_dir.resolve()))
     command = vela_command(model_arg, target)
-    proc = subprocess.run(
-        command, capture_output=True, text=True, check=False, cwd=output_dir, timeout=timeout_s
-    )
+    # `python -m ethosu.vela ARGS` in a fresh process, possibly started ahead (vela_worker).
+    proc = vela_worker.take()
+    try:
+        stdout, stderr = proc.communicate(
+            vela_worker.request(command[3:], str(output_dir)), timeout=timeout_s
+        )
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
     log = output_dir / VELA_LOG
-    text = proc.stdout + proc.stderr
+    text = stdout + stderr
     log.write_text(text)
     if proc.returncode < 0 or (proc.returncode != 0 and not text.strip()):
         how = f"signal {-proc.returncode}" if proc.returncode < 0 else "no output"
