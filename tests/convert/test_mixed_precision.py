@@ -158,8 +158,11 @@ def test_automatic_mode_beats_int8_and_stays_on_the_npu(digits):
     assert len(result.steps) == 3
     for step in result.steps:
         assert step.kept and step.cpu_ops == 0 and step.cycles > 0
-        # The layer raised is the one whose output is closer to float now.
-        assert step.layer_sqnr_after_db > step.layer_sqnr_before_db
+        # The layer raised is never further from float (a ReLU6 output can already be as
+        # close as int16 gets it: equal to 3 decimals on one CPU's weights) ...
+        assert step.layer_sqnr_after_db >= step.layer_sqnr_before_db
+    # ... and the raising does bring layers closer.
+    assert any(s.layer_sqnr_after_db > s.layer_sqnr_before_db for s in result.steps)
     # The model handed back is what was measured, and is int8 at both ends.
     fidelity = measure_fidelity(float_tflite, result.model, holdout)
     assert fidelity.sqnr_db == pytest.approx(result.fidelity.sqnr_db)
