@@ -142,6 +142,8 @@ def build_loaded(
                 builds[t.name] = TargetBuild(t, None, report, out / loaded.name / t.name)
     todo = [t for t in targets if t.name not in builds]
     if todo:
+        for target in todo:
+            target.backend.prepare(target)
         macs = count_macs(loaded.module, loaded.input_shape)
         converted = convert_model(
             loaded, calib, progress=progress, macs=macs, weights=weights, options=quantize

@@ -75,6 +75,9 @@ class TargetBackend(Protocol):
     def describe(self, target: Target, cpu: Any = None) -> str:
         """A few words for progress output: what profiling this target does."""
 
+    def prepare(self, target: Target) -> None:
+        """Start what is slow to start (a compiler process), before the model is ready."""
+
 
 def parse_spec(kind: str, data: dict, where: str, path: Path):
     module, name = _SPEC_PARSERS[kind]

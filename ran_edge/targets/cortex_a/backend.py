@@ -16,6 +16,9 @@ class CortexABackend:
     def describe(self, target: Target, cpu: CpuPlan | None = None) -> str:
         return f"{target.name}: {(cpu or CpuPlan()).describe(target)}"
 
+    def prepare(self, target: Target) -> None:
+        pass  # nothing to start ahead: measuring waits for the checks anyway
+
     def profile(self, job: ProfileJob) -> ProfileOutcome:
         plan: CpuPlan = job.cpu or CpuPlan()
         profile = profile_cpu(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ran_edge.errors import StageError
 from ran_edge.targets.backend import ETHOS_U, ProfileJob, ProfileOutcome
+from ran_edge.targets.ethos_u import vela_worker
 from ran_edge.targets.ethos_u.npu_gate import judge
 from ran_edge.targets.ethos_u.profile import EthosUProfile, profile_ethos_u
 from ran_edge.targets.ethos_u.report import ethos_u_sections
@@ -19,6 +20,9 @@ class EthosUBackend:
 
     def describe(self, target: Target, cpu=None) -> str:
         return f"Vela for {target.name}"
+
+    def prepare(self, target: Target) -> None:
+        vela_worker.prestart()  # Vela imports while the model converts
 
     def profile(self, job: ProfileJob) -> ProfileOutcome:
         profile = self._compile(job)

@@ -2,8 +2,9 @@
 then runs the one compile it is sent, exactly as `python -m ethosu.vela ARGS` would (fresh
 process, same entry point, same output), so crash isolation and byte-identical logs stay.
 
-`ran-edge profile` starts one first thing (`prestart`), which takes Vela's ~0.4 s of
-imports off the path; every other caller gets a fresh one per compile (`take`). A worker that
+`ran-edge profile` starts one first thing (`prestart`), and a build starts one per Ethos-U
+target before it converts, which takes Vela's ~0.4 s of imports off the path after the
+model is quantized; a compile with none waiting gets a fresh process (`take`). A worker that
 is never sent a compile exits when its parent does (its stdin closes). Light on purpose: no
 Vela and no ran_edge imports at module level.
 """
@@ -16,7 +17,8 @@ import subprocess
 import sys
 import threading
 
-_spare: subprocess.Popen | None = None
+MAX_SPARES = 8  # pre-started workers kept at most (a failed build may leave some unused)
+_spares: list[subprocess.Popen] = []
 _lock = threading.Lock()
 
 
@@ -31,21 +33,21 @@ def _spawn() -> subprocess.Popen:
 
 
 def prestart() -> None:
-    """Start a worker now (it begins importing Vela) for the next `take`."""
-    global _spare
+    """Start a worker now (it begins importing Vela) for a later `take`."""
     with _lock:
-        if _spare is None or _spare.poll() is not None:
-            _spare = _spawn()
+        _spares[:] = [p for p in _spares if p.poll() is None]
+        if len(_spares) < MAX_SPARES:
+            _spares.append(_spawn())
 
 
 def take() -> subprocess.Popen:
-    """A worker for one compile: the pre-started one when there is one, else a fresh one."""
-    global _spare
+    """A worker for one compile: a pre-started one when there is one, else a fresh one."""
     with _lock:
-        proc, _spare = _spare, None
-    if proc is None or proc.poll() is not None:
-        proc = _spawn()
-    return proc
+        while _spares:
+            proc = _spares.pop(0)
+            if proc.poll() is None:
+                return proc
+    return _spawn()
 
 
 def request(argv: list[str], cwd: str) -> str:
