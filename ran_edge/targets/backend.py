@@ -1,8 +1,9 @@
 """One small protocol every target kind implements, and the registry that finds it by kind.
 
-A backend parses its kind's TOML tables (`parse_spec`), describes the target in a report
-(`facts`), and profiles an int8 model on it (`profile`): compile with Vela, or measure or
-estimate on a CPU, and hand back the report sections that differ by kind. The build pipeline
+A kind parses its own TOML tables (`parse_spec`, into a spec that also gives its listing row);
+its backend starts what is slow to start (`prepare`), says what it does (`describe`) and
+profiles an int8 model (`profile`): compile with Vela, or measure or estimate on a CPU, and
+hand back the report sections that differ by kind, the target's facts among them. The build pipeline
 has one path for every kind; adding a kind is a sub-package with a `backend.py`, not a branch.
 """
 
