@@ -10,18 +10,13 @@ from typing import TYPE_CHECKING
 import ran_edge
 from ran_edge.build.requests import QuantizeOptions
 from ran_edge.errors import UsageError
+from ran_edge.report.json_report import tool_versions
 from ran_edge.targets.loading import Target
 
 if TYPE_CHECKING:
     from ran_edge.report.model import Report
 
 REPORT_FILE = "report.json"
-
-
-def tool_versions() -> dict[str, str]:
-    from ran_edge.report.json_report import tool_versions as versions
-
-    return versions()
 
 
 def inputs_fingerprint(

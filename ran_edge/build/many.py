@@ -30,7 +30,6 @@ from ran_edge.errors import UsageError
 from ran_edge.progress import SILENT, BuildProgress
 from ran_edge.report.json_report import report_head
 from ran_edge.targets.cortex_a.plan import CpuPlan, plan_cpu
-from ran_edge.targets.cortex_a.profile import MeasureOptions
 from ran_edge.targets.loading import Target
 
 NO_HOLDOUT = "no held-out samples"
@@ -63,7 +62,7 @@ def build_many(request: BuildRequest, progress: BuildProgress = SILENT) -> Build
     plan = plan_cpu(
         targets,
         measure_all=request.cpu.measure_all,
-        options=request.cpu.measure or MeasureOptions(),
+        options=request.cpu.measure,
     )
     if request.calib_samples is not None and request.calib_samples < 1:
         raise UsageError("--calib-samples must be at least 1.")
@@ -205,7 +204,7 @@ def _profile_targets(
             break
         label = target.backend.describe(target, options.cpu)
         with progress.measure(label) as update:
-            results[target.name] = one(target, replace(options.cpu, progress=update))
+            results[target.name] = one(target, options.cpu.with_progress(update))
     failure = _first_failure(targets, results)
     if failure is not None:
         raise failure

@@ -15,12 +15,11 @@ from ran_edge.build.fingerprint import profile_fingerprint
 from ran_edge.build.requests import ProfileRequest
 from ran_edge.build.results import BuildResult, resolve_targets, write_html
 from ran_edge.build.target import ModelOnTarget, TargetBuild, profile_on_target
-from ran_edge.convert.tflite_info import inspect_tflite, read_tflite
+from ran_edge.convert.tflite_info import TfliteInfo, inspect_tflite, read_tflite
 from ran_edge.errors import UsageError
 from ran_edge.progress import SILENT, BuildProgress
 from ran_edge.report.json_report import ModelFacts, QuantizationQuality, report_head
 from ran_edge.targets.cortex_a.plan import CpuPlan, plan_cpu
-from ran_edge.targets.cortex_a.profile import MeasureOptions
 from ran_edge.targets.loading import Target
 
 NO_REFERENCE = "profile of an existing int8 model: give --float and --samples to measure fidelity"
@@ -83,7 +82,7 @@ def profile_many(request: ProfileRequest, progress: BuildProgress = SILENT) -> B
     plan = plan_cpu(
         targets,
         measure_all=request.cpu.measure_all,
-        options=request.cpu.measure or MeasureOptions(),
+        options=request.cpu.measure,
     )
     if request.cpu.measure_all and not any(t.is_cpu for t in targets):
         raise UsageError(
@@ -96,6 +95,7 @@ def profile_many(request: ProfileRequest, progress: BuildProgress = SILENT) -> B
             "measure the int8 model's fidelity."
         )
     data = read_tflite(request.model)
+    info = inspect_tflite(data)
     reference = None
     if request.float_model is not None:
         with progress.stage(f"int8 vs float, per op, on {request.samples.name}"):
@@ -106,11 +106,11 @@ def profile_many(request: ProfileRequest, progress: BuildProgress = SILENT) -> B
         if plan.for_target(target):
             with progress.measure(label) as update:
                 builds.append(
-                    _profile_one(request, data, target, plan.with_progress(update), reference)
+                    _profile_one(request, data, info, target, plan.with_progress(update), reference)
                 )
         else:
             with progress.stage(label):
-                builds.append(_profile_one(request, data, target, plan, reference))
+                builds.append(_profile_one(request, data, info, target, plan, reference))
     html = None
     if request.html:
         html = write_html(builds, progress)
@@ -130,18 +130,19 @@ def profile_tflite(
     request = ProfileRequest(
         model=path, targets=(target.name,), out=out_root, module_depth=module_depth
     )
-    return _profile_one(request, read_tflite(path), target, cpu or CpuPlan(), reference)
+    data = read_tflite(path)
+    return _profile_one(request, data, inspect_tflite(data), target, cpu or CpuPlan(), reference)
 
 
 def _profile_one(
     request: ProfileRequest,
     data: bytes,
+    info: TfliteInfo,
     target: Target,
     plan: CpuPlan,
     reference: FloatReference | None,
 ) -> TargetBuild:
     path = request.model
-    info = inspect_tflite(data)
     if not info.int8_io or any(t.dtype == "float32" for t in info.inputs):
         dtypes = ", ".join(f"{t.name}: {t.dtype}" for t in (*info.inputs, *info.outputs))
         runs = (

@@ -105,6 +105,13 @@ class RichProgress:
             stderr.print(f"[green]✓[/green] {message}")
 
 
+def with_options(fn, options: list):
+    """Apply a group of click options to a command, in the order they are listed."""
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
 def print_builds(builds, as_json: bool, layers: bool) -> None:
     """The view of finished builds: report.json content, or the tables (and a comparison)."""
     if as_json:
@@ -164,9 +171,7 @@ def firmware_flags(fn):
             "(default: when the toolchain is installed).",
         ),
     ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+    return with_options(fn, options)
 
 
 def firmware_options(
@@ -252,9 +257,7 @@ def cpu_flags(fn):
             help="--remote: seconds to wait for the SSH connection.",
         ),
     ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+    return with_options(fn, options)
 
 
 def cpu_run_options(*, measure_all: bool, **cpu_args) -> CpuRunOptions:
@@ -335,9 +338,7 @@ def quantize_flags(fn):
             "patterns (x.mean((2, 3)), LeakyReLU, ...) on the NPU (docs/npu-coverage.md).",
         ),
     ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+    return with_options(fn, options)
 
 
 def quantize_options(

@@ -17,7 +17,7 @@ import functools
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +96,19 @@ def _metrics(rows: Iterable[Mapping]) -> tuple[MetricValue, ...]:
 # ---------------------------------------------------------------- sections
 
 
+def _record(cls, d: Mapping, **given: Any):
+    """`cls` read from one JSON object, field by field: a field without a default is
+    required, one with a default may be absent (older reports); `given` supplies the fields
+    whose JSON needs converting or has another name."""
+    values = {}
+    for f in fields(cls):
+        if f.name in given:
+            values[f.name] = given[f.name]
+        elif f.default is MISSING and f.default_factory is MISSING or f.name in d:
+            values[f.name] = d[f.name]
+    return cls(**values)
+
+
 @dataclass(frozen=True)
 class ModelFacts:
     """What we know of the model before any target: identity, shape, size."""
@@ -135,7 +148,7 @@ class CalibrationFacts:
     def from_json(cls, d: Mapping | None) -> CalibrationFacts | None:
         if d is None:
             return None
-        return cls(d["name"], d["description"], d["samples"], d["holdout"], d.get("method"))
+        return _record(cls, d)
 
 
 @dataclass(frozen=True)
@@ -150,7 +163,7 @@ class TensorFacts:
 
     @classmethod
     def from_json(cls, d: Mapping) -> TensorFacts:
-        return cls(d["name"], tuple(d["shape"]), d["dtype"], d["scale"], d["zero_point"])
+        return _record(cls, d, shape=tuple(d["shape"]))
 
 
 @dataclass(frozen=True)
@@ -252,17 +265,7 @@ class TflmFacts:
     def from_json(cls, d: Mapping | None) -> TflmFacts | None:
         if d is None:
             return None
-        return cls(
-            samples=d["samples"],
-            bit_exact=d["bit_exact"],
-            mismatched_samples=d["mismatched_samples"],
-            max_abs_diff=d["max_abs_diff"],
-            arena_total_bytes=d["arena_total_bytes"],
-            arena_persistent_bytes=d["arena_persistent_bytes"],
-            error=d.get("error"),
-            first_mismatch=d.get("first_mismatch"),
-            passed=d.get("passed"),
-        )
+        return _record(cls, d)
 
 
 @dataclass(frozen=True)
@@ -293,19 +296,7 @@ class Sensitivity:
     def from_json(cls, d: Mapping | None) -> Sensitivity | None:
         if not d:
             return None
-        rows = tuple(
-            SensitivityRow(
-                index=r["index"],
-                op_type=r["op_type"],
-                tensor=r["tensor"],
-                module=r["module"],
-                dtype=r["dtype"],
-                sqnr_db=r["sqnr_db"],
-                exact=r["exact"],
-                drop_db=r.get("drop_db"),
-            )
-            for r in d.get("rows", ())
-        )
+        rows = tuple(_record(SensitivityRow, r) for r in d.get("rows", ()))
         return cls(int(d["samples"]), float(d["cap_db"]), rows)
 
 
@@ -322,7 +313,7 @@ class HostCpu:
     def from_json(cls, d: Mapping | None) -> HostCpu | None:
         if not d:
             return None
-        return cls(d["core"], d["clock_hz"], d["clock_assumed"], d["cycle_costs"])
+        return _record(cls, d)
 
 
 @dataclass(frozen=True)
@@ -364,29 +355,12 @@ class TargetFacts:
 
     @classmethod
     def from_json(cls, d: Mapping) -> TargetFacts:
-        return cls(
-            name=d["name"],
-            kind=d["kind"],
-            description=d.get("description", ""),
-            profile_path=d.get("profile_path"),
-            profile_sha256=d.get("profile_sha256"),
-            clock_hz=d.get("clock_hz"),
-            accelerator=d.get("accelerator"),
-            macs_per_cycle=d.get("macs_per_cycle"),
-            system_config=d.get("system_config"),
-            memory_mode=d.get("memory_mode"),
-            optimise=d.get("optimise"),
+        return _record(
+            cls,
+            d,
             arena_cache_size_bytes=d.get("arena_cache_size"),
             host_cpu=HostCpu.from_json(d.get("host_cpu")),
-            core=d.get("core"),
-            cores=d.get("cores"),
             simd=tuple(d.get("simd") or ()),
-            threads=d.get("threads"),
-            l1d_bytes=d.get("l1d_bytes"),
-            l2_bytes=d.get("l2_bytes"),
-            l3_bytes=d.get("l3_bytes"),
-            memory=d.get("memory"),
-            memory_bandwidth_bytes_per_s=d.get("memory_bandwidth_bytes_per_s"),
         )
 
 
@@ -404,15 +378,7 @@ class CpuFallback:
 
     @classmethod
     def from_json(cls, d: Mapping) -> CpuFallback:
-        return cls(
-            d["op_type"],
-            d["name"],
-            d["reason"],
-            d.get("module"),
-            d.get("fix"),
-            d.get("host_cycles"),
-            d.get("host_time_ms"),
-        )
+        return _record(cls, d)
 
 
 @dataclass(frozen=True)
@@ -438,24 +404,7 @@ class LayerRow:
 
     @classmethod
     def from_json(cls, d: Mapping) -> LayerRow:
-        return cls(
-            index=d["index"],
-            op=d["op"],
-            npu_op=d["npu_op"],
-            placement=d["placement"],
-            cycles=d["cycles"],
-            npu_cycles=d["npu_cycles"],
-            macs=d["macs"],
-            mac_utilisation_pct=d["mac_utilisation_pct"],
-            memory_bound=d["memory_bound"],
-            sram_bytes=d["sram_bytes"],
-            module=d["module"],
-            name=d["name"],
-            time_us=d.get("time_us"),
-            op_class=d.get("op_class"),
-            kernel=d.get("kernel"),
-            bytes=d.get("bytes"),
-        )
+        return _record(cls, d)
 
 
 @dataclass(frozen=True)
@@ -472,15 +421,7 @@ class ModuleRow:
 
     @classmethod
     def from_json(cls, d: Mapping) -> ModuleRow:
-        return cls(
-            d["path"],
-            d["depth"],
-            d["ops"],
-            d["cycles"],
-            d["macs"],
-            d["mac_utilisation_pct"],
-            d["cycle_share_pct"],
-        )
+        return _record(cls, d)
 
 
 @dataclass(frozen=True)
@@ -532,22 +473,13 @@ class CpuRun:
             where=d.get("where"),
             measurement=None
             if m is None
-            else CpuMeasurement(
-                runs=m["runs"],
-                warmup=m["warmup"],
-                median_ms=m["median_ms"],
-                p90_ms=m["p90_ms"],
-                mean_ms=m["mean_ms"],
-                min_ms=m["min_ms"],
-                max_ms=m["max_ms"],
-                peak_rss_delta_kib=m["peak_rss_delta_kib"],
-                init_ms=m["init_ms"],
-                runtime=m["runtime"],
-                runtime_version=m["runtime_version"],
+            else _record(
+                CpuMeasurement,
+                m,
                 xnnpack_partitions=m.get("xnnpack_partitions"),
                 machine=dict(m.get("machine") or {}),
             ),
-            estimate=CpuEstimate(e["latency_ms"], e["cycles"], e.get("clock_hz"), e["threads"]),
+            estimate=_record(CpuEstimate, e, clock_hz=e.get("clock_hz")),
             cpu_model=dict(d.get("cpu_model") or {}),
             layers_source=d.get("layers_source", "estimated"),
         )

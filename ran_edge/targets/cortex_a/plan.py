@@ -46,9 +46,12 @@ class CpuPlan:
         return f"measured {where}, {threads} thread(s), {self.options.runs} runs"
 
 
-def plan_cpu(targets: Sequence[Target], *, measure_all: bool, options: MeasureOptions) -> CpuPlan:
+def plan_cpu(
+    targets: Sequence[Target], *, measure_all: bool, options: MeasureOptions | None
+) -> CpuPlan:
     """`host` is always measured; `--remote` measures the one other CPU target on the board;
-    `--measure` (profile) measures every CPU target here."""
+    `--measure` (profile) measures every CPU target here. `options` None: the defaults."""
+    options = options or MeasureOptions()
     cpu = [t for t in targets if t.is_cpu]
     others = [t for t in cpu if t.name != "host"]
     if options.remote is not None and len(others) > 1:
