@@ -34,6 +34,8 @@ class OpCost:
     activation_bytes: int  # activation bytes read + written
     weight_bytes: int
     dtype: str  # the output's dtype
+    window: int = 1  # a pooling op's filter area (kh * kw); 1 for every other op
+    consumers: tuple[str, ...] = ()  # builtin names of the ops that read its first output
 
     @property
     def bytes(self) -> int:
@@ -60,6 +62,29 @@ def _macs(op: str, out: tuple[int, ...], weights: tuple[int, ...] | None) -> int
     return 0
 
 
+def _graph_facts(model: bytes) -> tuple[dict[int, int], dict[int, list[int]]]:
+    """Pooling filter areas by op index, and the ops that read each tensor, from the flatbuffer.
+
+    The interpreter's op listing has neither: a 3x3/s2 and a 2x2/s2 max pool have the same
+    shapes, and whether a PAD is folded into the conv after it depends on who reads it."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    root = schema.Model.GetRootAs(model, 0)
+    graph = root.Subgraphs(0)
+    windows: dict[int, int] = {}
+    readers: dict[int, list[int]] = {}
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        for t in op.InputsAsNumpy() if op.InputsLength() else ():
+            readers.setdefault(int(t), []).append(i)
+        if op.BuiltinOptionsType() == schema.BuiltinOptions.Pool2DOptions:
+            options = schema.Pool2DOptions()
+            table = op.BuiltinOptions()
+            options.Init(table.Bytes, table.Pos)
+            windows[i] = max(1, options.FilterWidth() * options.FilterHeight())
+    return windows, readers
+
+
 def read_op_costs(model: bytes) -> list[OpCost]:
     """Every operator of `model` in execution order, with its MACs and bytes moved."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
@@ -75,8 +100,11 @@ def read_op_costs(model: bytes) -> list[OpCost]:
             "give a .tflite flatbuffer written by a TFLite converter."
         ) from None
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    details = interpreter._get_ops_details()  # noqa: SLF001 - LiteRT's only op listing
+    windows, readers = _graph_facts(model)
+    names = {int(d["index"]): d["op_name"] for d in details}
     costs = []
-    for detail in interpreter._get_ops_details():  # noqa: SLF001 - LiteRT's only op listing
+    for detail in details:
         op = detail["op_name"]
         ins = [int(i) for i in detail["inputs"] if int(i) >= 0 and int(i) in tensors]
         outs = [int(i) for i in detail["outputs"] if int(i) in tensors]
@@ -115,6 +143,8 @@ def read_op_costs(model: bytes) -> list[OpCost]:
                 activation_bytes=act_bytes,
                 weight_bytes=weight_bytes,
                 dtype=np.dtype(tensors[outs[0]]["dtype"]).name,
+                window=windows.get(int(detail["index"]), 1),
+                consumers=tuple(names.get(r, "?") for r in readers.get(outs[0], ())),
             )
         )
     return costs

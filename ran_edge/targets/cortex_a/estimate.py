@@ -3,8 +3,10 @@
 Per op: compute work (MACs, elements or bytes over the rate of its class, with a shape
 penalty for narrow convs), plus bytes over the memory rate; threads split that work with an
 efficiency that grows with the op's size (XNNPACK parallelises over output tiles, so small
-ops gain little); a fixed dispatch overhead per op and per invoke. The parameters live in the
-target profile's [cpu_model] table (docs/cpu-targets.md says which are fitted to what).
+ops gain little); a fixed dispatch overhead per op and per invoke. A PAD read only by convs
+costs nothing: XNNPACK folds it into the conv's own padding. Pooling is costed per window
+element (the filter area comes from the flatbuffer, not the shapes). The parameters live in
+the target profile's [cpu_model] table (docs/cpu-targets.md says which are fitted to what).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ran_edge.convert.tflite_ops import OpCost, op_class
+from ran_edge.targets.cortex_a.delegation import NOT_DELEGATED_INT8
 from ran_edge.targets.cortex_a.spec import CpuModelParams, CpuSpec
 
 
@@ -52,32 +55,65 @@ class CpuEstimate:
 def _compute_cycles(cost: OpCost, kind: str, p: CpuModelParams) -> float:
     if kind == "conv":
         k = cost.macs / max(1, cost.out_elements)  # reduction depth kh*kw*Cin
+        cin = cost.weights[-1] if cost.weights else 1  # channels per tap: the K loop's step
         n = cost.output[-1] if cost.output else 1
+        m = cost.out_elements / max(n, 1)  # output pixels: the GEMM's rows
         penalty = (1 + p.conv_k_half / max(k, 1)) * (1 + p.conv_n_half / max(n, 1))
+        penalty *= 1 + p.conv_cin_half / max(cin, 1)
+        penalty *= 1 + p.conv_m_half / max(m, 1)
         return cost.macs / p.conv_macs_per_cycle * penalty
     if kind == "depthwise":
         c = cost.output[-1] if cost.output else 1
-        return cost.macs / p.depthwise_macs_per_cycle * (1 + p.depthwise_c_half / max(c, 1))
+        taps = cost.weights[1] * cost.weights[2] if cost.weights else 9
+        rate = p.depthwise_macs_per_cycle if taps <= 25 else p.depthwise_large_macs_per_cycle
+        return cost.macs / rate * (1 + p.depthwise_c_half / max(c, 1))
     if kind == "fc":
         k = cost.weights[-1] if cost.weights else 1
         return cost.macs / p.fc_macs_per_cycle * (1 + p.conv_k_half / max(k, 1))
     if kind in ("elementwise", "quantize"):  # XNNPACK takes int8 (de)quantize too
         return (cost.in_elements + cost.out_elements) / p.elementwise_elements_per_cycle
     if kind == "pool":
-        return cost.in_elements / p.pool_elements_per_cycle
+        return cost.out_elements * cost.window / p.pool_elements_per_cycle
     if kind == "reduce":
         return cost.in_elements / p.reduce_elements_per_cycle
+    if cost.op == "RESIZE_BILINEAR":  # four neighbours blended per output element
+        return 4 * cost.out_elements / p.elementwise_elements_per_cycle
     if kind == "copy":
         return cost.activation_bytes / p.copy_bytes_per_cycle
     if kind == "free":
         return 0.0
-    # an op XNNPACK does not take runs in a TFLite reference kernel, one element at a time
+    if kind == "tflite-move" and cost.op == "AVERAGE_POOL_2D":
+        per_output = (
+            p.tflite_pool_cycles_per_output + cost.window * p.tflite_pool_cycles_per_element
+        )
+        return cost.out_elements * per_output
+    if kind == "tflite-move":
+        return (cost.in_elements + cost.out_elements) * p.tflite_move_cycles_per_element
+    if cost.op == "HARD_SWISH":
+        return (cost.in_elements + cost.out_elements) * p.hard_swish_cycles_per_element
+    # any other op XNNPACK does not take runs in a TFLite reference kernel, one element at a time
     return (cost.in_elements + cost.out_elements) * p.reference_cycles_per_element
+
+
+_CONVS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D"})
+# Ops outside XNNPACK that only move or average data: TFLite's kernels for them are plain loops.
+_MOVES = frozenset({"AVERAGE_POOL_2D", "RESIZE_NEAREST_NEIGHBOR", "PADV2"})
+
+
+def cost_class(cost: OpCost) -> str:
+    """The op's class: a PAD that only convs read is folded into them ("fused"); an op the
+    XNNPACK delegate leaves to TFLite's kernels is "tflite-move" (it only moves or averages
+    data) or "reference", whatever its kind elsewhere."""
+    if cost.op == "PAD" and cost.consumers and set(cost.consumers) <= _CONVS:
+        return "fused"
+    if cost.op in NOT_DELEGATED_INT8:
+        return "tflite-move" if cost.op in _MOVES else "reference"
+    return op_class(cost.op)
 
 
 def _speedup(work: float, threads: int, kind: str, p: CpuModelParams) -> float:
     """Threads' speedup on one op: near 1 for tiny ops, 1 + (n-1)*efficiency for large ones."""
-    if threads <= 1 or kind in ("reference", "free"):
+    if threads <= 1 or kind in ("reference", "tflite-move", "free", "fused"):
         return 1.0
     return 1.0 + (threads - 1) * p.parallel_efficiency * work / (work + p.parallel_half_work_cycles)
 
@@ -87,15 +123,27 @@ def estimate_ops(
 ) -> CpuEstimate:
     """Estimate every op of a model; `threads` defaults to the profile's, capped at its cores."""
     n = max(1, min(threads or spec.default_threads, spec.cores))
+    # Weights that do not fit in L2 with the rest are fetched from beyond it on every inference.
+    cold = bool(spec.l2_bytes) and sum(c.weight_bytes for c in costs) > spec.l2_bytes
+    working = [c for c in costs if cost_class(c) not in ("free", "fused")]
+    context = 1.0 + (params.context_fraction if len(working) > 1 else 0.0)
     rows = []
     for cost in costs:
-        kind = op_class(cost.op)
+        kind = cost_class(cost)
+        if kind == "fused":
+            rows.append(OpEstimate(cost, kind, 0.0, 0.0, 0.0, 1.0))
+            continue
         compute = _compute_cycles(cost, kind, params)
         memory = 0.0 if kind == "free" else cost.bytes / params.memory_bytes_per_cycle
-        work = compute + memory
+        if cold:
+            memory += cost.weight_bytes / params.cold_weight_bytes_per_cycle
+        work = (compute + memory) * context
         speedup = _speedup(work, n, kind, params)
         sync = (n - 1) * params.thread_sync_cycles if speedup > 1.0 else 0.0
-        cycles = params.op_overhead_cycles + work / speedup + sync
+        overhead = params.op_overhead_cycles
+        if kind in ("reference", "tflite-move"):  # it splits the delegate's graph in two
+            overhead += params.partition_overhead_cycles
+        cycles = overhead + work / speedup + sync
         rows.append(OpEstimate(cost, kind, cycles, compute, memory, speedup))
     clock = spec.clock_hz or params.reference_clock_hz
     return CpuEstimate(tuple(rows), params.invoke_overhead_cycles, clock, n)

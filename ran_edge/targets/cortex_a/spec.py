@@ -57,12 +57,27 @@ class CpuModelParams:
     reduce_elements_per_cycle: float = 8.0
     copy_bytes_per_cycle: float = 8.0
     reference_cycles_per_element: float = 10.0  # ops XNNPACK does not take (TFLite kernels)
+    hard_swish_cycles_per_element: float = 20.0  # HARD_SWISH: a TFLite kernel for int8
+    tflite_move_cycles_per_element: float = 4.0  # resize, PADV2 outside XNNPACK
+    # AVERAGE_POOL_2D outside XNNPACK: per output element, plus per element of its window
+    tflite_pool_cycles_per_output: float = 4.0
+    tflite_pool_cycles_per_element: float = 1.0
     conv_k_half: float = 16.0  # reduction depth (kh*kw*Cin) at which a conv runs at half rate
     conv_n_half: float = 4.0  # output channels at which a conv runs at half rate
+    conv_m_half: float = 1.0  # output pixels at which a conv runs at half rate (GEMM rows)
+    conv_cin_half: float = 1.0  # input channels per tap at which a conv runs at half rate
     depthwise_c_half: float = 4.0
+    # XNNPACK's int8 depthwise kernels stop at 25 taps (5x5): a 7x7 takes a slow general path
+    depthwise_large_macs_per_cycle: float = 0.5
     memory_bytes_per_cycle: float = 4.0
+    # weights read once per inference from beyond L2, when the model's weights do not fit it
+    cold_weight_bytes_per_cycle: float = 2.0
     op_overhead_cycles: float = 2000.0
+    # In a network an op finds what the ops before it evicted; a model of one op keeps its
+    # weights and buffers warm from run to run. Work of every op of a multi-op model x (1 + this).
+    context_fraction: float = 0.05
     invoke_overhead_cycles: float = 5000.0
+    partition_overhead_cycles: float = 2000.0  # per op outside XNNPACK: one more partition
     parallel_efficiency: float = 0.8  # speedup per extra thread, for large ops
     parallel_half_work_cycles: float = 50000.0  # op size at which half that speedup is reached
     thread_sync_cycles: float = 500.0  # per op and extra thread: waking and joining workers
@@ -74,12 +89,39 @@ class CpuModelParams:
 
 
 @dataclass(frozen=True)
+class UncertaintyBand:
+    """How far a measurement may fall from an estimate: measured / estimated latency lies in
+    [low, high] for `coverage` of networks the parameters were not fitted on.
+
+    Derived from held-out residuals (`calibrate-target`'s check networks, or
+    benchmarks/cpu_estimator.py's held-out set); `source` says which, and how many timings."""
+
+    low: float  # ratio measured / estimated at the band's lower edge
+    high: float
+    coverage: float  # e.g. 0.9: the share of held-out timings the band is built to contain
+    samples: int  # held-out timings it was derived from
+    source: str
+
+    def interval(self, estimate: float) -> tuple[float, float]:
+        """The band around an estimated latency (ms), in the same unit."""
+        return estimate * self.low, estimate * self.high
+
+    def rate_interval(self, rate: float) -> tuple[float, float]:
+        """The band around a rate (1/s) derived from an estimated latency: the edges swap."""
+        return rate / self.high, rate / self.low
+
+
+BAND_KEYS = ("band_low", "band_high", "band_coverage", "band_samples", "band_source")
+
+
+@dataclass(frozen=True)
 class CpuModel:
-    """The [cpu_model] table: parameters plus where they came from."""
+    """The [cpu_model] table: parameters plus where they came from, and how far to trust them."""
 
     params: CpuModelParams
     source: str  # e.g. "fitted on ...", "calibrate-target on <host> at <date>"
     fitted: bool  # False: every parameter is an assumption
+    band: UncertaintyBand | None = None  # None: no held-out residuals (an assumed profile)
 
 
 def host_cores() -> int:
@@ -97,6 +139,25 @@ _CPUINFO_FLAGS = {
     "avx512f": "avx512",
     "avx512_vnni": "avx512vnni",
 }
+
+
+def host_cache_bytes(level: int) -> int | None:
+    """This machine's per-core cache of `level` (2 or 3), from sysfs (Linux); None elsewhere."""
+    from pathlib import Path
+
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        try:
+            if int((index / "level").read_text()) != level:
+                continue
+            if (index / "type").read_text().strip() not in ("Unified", "Data"):
+                continue
+            size = (index / "size").read_text().strip().upper()
+        except (OSError, ValueError):
+            continue
+        scale = {"K": 1024, "M": 1024**2, "G": 1024**3}.get(size[-1:], 1)
+        digits = size.rstrip("KMG")
+        return int(digits) * scale if digits.isdigit() else None
+    return None
 
 
 def host_simd() -> tuple[str, ...]:
@@ -136,8 +197,14 @@ def parse_cpu(data: dict, where: str) -> CpuSpec:
             f"known: {', '.join(SIMD_FEATURES)}."
         )
     threads = positive_int(cpu, "threads", where, default=cores)
-    sizes = {k: positive_int(cpu, k, where) for k in ("l1d_bytes", "l1i_bytes", "l2_bytes")}
+    auto_l2 = cpu.get("l2_bytes") == "auto"
+    keys = ("l1d_bytes", "l1i_bytes") if auto_l2 else ("l1d_bytes", "l1i_bytes", "l2_bytes")
+    sizes = {k: positive_int(cpu, k, where) for k in keys}
+    if auto_l2:  # host: read at load time, like its cores
+        sizes["l2_bytes"] = host_cache_bytes(2)
     l3 = cpu.get("l3_bytes")
+    if l3 == "auto":
+        l3 = host_cache_bytes(3)
     if l3 is not None and (not isinstance(l3, int) or l3 < 0):
         raise UsageError(f"target profile {where}: `cpu.l3_bytes` must be an int >= 0.")
     return CpuSpec(
@@ -157,7 +224,7 @@ def parse_cpu_model(data: dict, where: str) -> CpuModel:
     """The [cpu_model] table: any parameter left out keeps its (assumed) default."""
     model = table(data, "cpu_model", where, required=False)
     known = set(CpuModelParams.names())
-    unknown = sorted(set(model) - known - {"source", "fitted"})
+    unknown = sorted(set(model) - known - {"source", "fitted", *BAND_KEYS})
     if unknown:
         raise UsageError(
             f"target profile {where}: unknown [cpu_model] key(s) {unknown}; "
@@ -174,7 +241,30 @@ def parse_cpu_model(data: dict, where: str) -> CpuModel:
     fitted = model.get("fitted", False)
     if not isinstance(fitted, bool):
         raise UsageError(f"target profile {where}: `cpu_model.fitted` must be true or false.")
-    return CpuModel(params, str(model.get("source", "defaults (assumptions)")), fitted)
+    source = str(model.get("source", "defaults (assumptions)"))
+    return CpuModel(params, source, fitted, _parse_band(model, where))
+
+
+def _parse_band(model: dict, where: str) -> UncertaintyBand | None:
+    """The band_* keys of [cpu_model]: all of them, or none."""
+    given = [k for k in BAND_KEYS if k in model]
+    if not given:
+        return None
+    missing = [k for k in BAND_KEYS if k not in model]
+    if missing:
+        raise UsageError(
+            f"target profile {where}: [cpu_model] has {', '.join(given)} but not "
+            f"{', '.join(missing)}; an uncertainty band needs all of {', '.join(BAND_KEYS)}."
+        )
+    low, high = positive(model, "band_low", where), positive(model, "band_high", where)
+    coverage = positive(model, "band_coverage", where)
+    samples = positive_int(model, "band_samples", where)
+    if not low <= high or coverage >= 1.0:
+        raise UsageError(
+            f"target profile {where}: band_low {low} <= band_high {high} and "
+            f"0 < band_coverage {coverage} < 1 must hold (ratios measured / estimated)."
+        )
+    return UncertaintyBand(low, high, coverage, samples, str(model["band_source"]))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,429 @@
+"""The CPU estimator's terms, one at a time, on OpCost rows written by hand: fused PADs, pooling
+windows, ops outside XNNPACK, large depthwise kernels, the network context, cold weights; the
+[cpu_model] uncertainty band and how calibration derives it; the random stacks' seeds. Only
+the read_op_costs test runs the converter (marked slow)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from ran_edge.convert.tflite_ops import OpCost
+from ran_edge.errors import UsageError
+from ran_edge.targets.cortex_a.calibrate import Sample, band_from_ratios, group_weights
+from ran_edge.targets.cortex_a.estimate import cost_class, estimate_ops
+from ran_edge.targets.cortex_a.spec import (
+    BAND_KEYS,
+    CpuModelParams,
+    CpuSpec,
+    UncertaintyBand,
+    parse_cpu_model,
+)
+
+SPEC = CpuSpec(core="test", cores=4, clock_hz=1e9, simd=("neon",), default_threads=1)
+PARAMS = CpuModelParams()
+
+
+def op(
+    name: str,
+    out: tuple[int, ...],
+    inputs: tuple[tuple[int, ...], ...] | None = None,
+    *,
+    weights: tuple[int, ...] | None = None,
+    macs: int = 0,
+    window: int = 1,
+    consumers: tuple[str, ...] = (),
+    index: int = 0,
+) -> OpCost:
+    """One int8 op as read_op_costs would list it."""
+    inputs = (out,) if inputs is None else inputs
+    in_elements = sum(math.prod(s) for s in inputs)
+    out_elements = math.prod(out)
+    return OpCost(
+        index=index,
+        op=name,
+        name=f"{name.lower()}{index}",
+        output=out,
+        inputs=inputs,
+        weights=weights,
+        macs=macs,
+        in_elements=in_elements,
+        out_elements=out_elements,
+        activation_bytes=in_elements + out_elements,
+        weight_bytes=math.prod(weights) if weights else 0,
+        dtype="int8",
+        window=window,
+        consumers=consumers,
+    )
+
+
+def conv(cin: int, cout: int, hw: int, k: int = 3, index: int = 0) -> OpCost:
+    out = (1, hw, hw, cout)
+    return op(
+        "CONV_2D",
+        out,
+        ((1, hw, hw, cin),),
+        weights=(cout, k, k, cin),
+        macs=hw * hw * cout * k * k * cin,
+        index=index,
+    )
+
+
+def depthwise(c: int, hw: int, k: int) -> OpCost:
+    return op("DEPTHWISE_CONV_2D", (1, hw, hw, c), weights=(1, k, k, c), macs=hw * hw * c * k * k)
+
+
+def pad(consumers: tuple[str, ...]) -> OpCost:
+    return op("PAD", (1, 34, 34, 16), ((1, 32, 32, 16),), consumers=consumers)
+
+
+def one(cost: OpCost, params: CpuModelParams = PARAMS, spec: CpuSpec = SPEC, threads: int = 1):
+    """The estimate of `cost` alone in a model: its single row."""
+    (row,) = estimate_ops([cost], spec, params, threads).ops
+    return row
+
+
+def memory(cost: OpCost, params: CpuModelParams = PARAMS) -> float:
+    return cost.bytes / params.memory_bytes_per_cycle
+
+
+# --- fused PADs --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "consumers", [("CONV_2D",), ("DEPTHWISE_CONV_2D",), ("CONV_2D", "DEPTHWISE_CONV_2D")]
+)
+def test_pad_read_only_by_convs_is_fused_and_free(consumers):
+    cost = pad(consumers)
+    assert cost_class(cost) == "fused"
+    row = one(cost, threads=4)
+    assert row.op_class == "fused"
+    assert row.cycles == row.compute_cycles == row.memory_cycles == 0.0  # not even the overhead
+
+
+@pytest.mark.parametrize("consumers", [("ADD",), ("CONV_2D", "ADD"), ()])
+def test_pad_read_by_anything_else_is_a_copy(consumers):
+    """An ADD reader (or a PAD that is the model's output) needs the padded tensor itself."""
+    cost = pad(consumers)
+    assert cost_class(cost) == "copy"
+    row = one(cost)
+    assert row.op_class == "copy"
+    expected = cost.activation_bytes / PARAMS.copy_bytes_per_cycle
+    assert row.compute_cycles == pytest.approx(expected)
+    assert row.cycles == pytest.approx(PARAMS.op_overhead_cycles + expected + memory(cost))
+    assert row.cycles > 0
+
+
+def test_a_fused_pad_does_not_count_as_a_working_op():
+    """A PAD + conv pair is one working op: no network context on the conv."""
+    c = conv(16, 16, 32)
+    alone = estimate_ops([c], SPEC, PARAMS, 1)
+    paired = estimate_ops([pad(("CONV_2D",)), c], SPEC, PARAMS, 1)
+    assert paired.cycles == pytest.approx(alone.cycles)
+
+
+# --- pooling -----------------------------------------------------------------------------------
+
+
+def test_max_pool_cost_grows_with_its_window():
+    shape_in, shape_out = (1, 32, 32, 64), (1, 16, 16, 64)
+    small = op("MAX_POOL_2D", shape_out, (shape_in,), window=4)
+    large = replace(small, window=9)
+    assert cost_class(small) == cost_class(large) == "pool"
+    a, b = one(small), one(large)
+    assert b.cycles > a.cycles
+    per_window = math.prod(shape_out) / PARAMS.pool_elements_per_cycle
+    assert a.compute_cycles == pytest.approx(4 * per_window)
+    assert b.compute_cycles == pytest.approx(9 * per_window)
+    assert b.cycles - a.cycles == pytest.approx(5 * per_window)  # memory and overhead alike
+
+
+# --- ops outside XNNPACK -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "window"),
+    [
+        ("HARD_SWISH", "reference", 1),
+        ("SQRT", "reference", 1),
+        ("AVERAGE_POOL_2D", "tflite-move", 4),
+        ("RESIZE_NEAREST_NEIGHBOR", "tflite-move", 1),
+        ("PADV2", "tflite-move", 1),
+    ],
+)
+def test_ops_outside_xnnpack_pay_a_partition_and_run_on_one_thread(name, kind, window):
+    cost = op(name, (1, 16, 16, 32), ((1, 32, 32, 32),), window=window)
+    assert cost_class(cost) == kind
+    base = one(cost)
+    more = one(
+        cost, replace(PARAMS, partition_overhead_cycles=PARAMS.partition_overhead_cycles + 7e3)
+    )
+    assert base.op_class == kind
+    assert more.cycles - base.cycles == pytest.approx(7e3)
+    work = base.compute_cycles + base.memory_cycles
+    assert base.cycles == pytest.approx(
+        PARAMS.op_overhead_cycles + PARAMS.partition_overhead_cycles + work
+    )
+    threaded = one(cost, threads=4)
+    assert threaded.speedup == 1.0 and threaded.cycles == pytest.approx(base.cycles)
+
+
+def test_outside_xnnpack_rates():
+    """HARD_SWISH has its own per-element rate; AVERAGE_POOL_2D per output plus per window
+    element; the other moves per element read and written."""
+    shape_in, shape_out = (1, 32, 32, 32), (1, 16, 16, 32)
+    n_in, n_out = math.prod(shape_in), math.prod(shape_out)
+    hs = one(op("HARD_SWISH", shape_out, (shape_out,)))
+    assert hs.compute_cycles == pytest.approx(2 * n_out * PARAMS.hard_swish_cycles_per_element)
+    avg = one(op("AVERAGE_POOL_2D", shape_out, (shape_in,), window=4))
+    per_output = PARAMS.tflite_pool_cycles_per_output + 4 * PARAMS.tflite_pool_cycles_per_element
+    assert avg.compute_cycles == pytest.approx(n_out * per_output)
+    resize = one(op("RESIZE_NEAREST_NEIGHBOR", shape_in, (shape_out,)))
+    expected = (n_in + n_out) * PARAMS.tflite_move_cycles_per_element
+    assert resize.compute_cycles == pytest.approx(expected)
+
+
+def test_max_pool_and_hard_swish_delegated_classes_differ():
+    """MAX_POOL_2D stays in XNNPACK (no partition); AVERAGE_POOL_2D does not."""
+    shape_in, shape_out = (1, 32, 32, 32), (1, 16, 16, 32)
+    assert cost_class(op("MAX_POOL_2D", shape_out, (shape_in,), window=4)) == "pool"
+    assert cost_class(op("AVERAGE_POOL_2D", shape_out, (shape_in,), window=4)) == "tflite-move"
+    assert cost_class(op("RELU6", shape_out)) == "elementwise"
+
+
+def test_resize_bilinear_blends_four_neighbours():
+    cost = op("RESIZE_BILINEAR", (1, 32, 32, 16), ((1, 16, 16, 16),))
+    row = one(cost)
+    assert row.op_class == "copy"
+    expected = 4 * cost.out_elements / PARAMS.elementwise_elements_per_cycle
+    assert row.compute_cycles == pytest.approx(expected)
+
+
+# --- convs -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("k", "rate"),
+    [
+        (3, "depthwise_macs_per_cycle"),
+        (5, "depthwise_macs_per_cycle"),
+        (7, "depthwise_large_macs_per_cycle"),
+    ],
+)
+def test_depthwise_rate_by_kernel_size(k, rate):
+    """XNNPACK's int8 depthwise kernels stop at 25 taps: a 7x7 runs at the large rate."""
+    params = replace(PARAMS, depthwise_macs_per_cycle=3.0, depthwise_large_macs_per_cycle=0.7)
+    cost = depthwise(96, 16, k)
+    row = one(cost, params)
+    expected = cost.macs / getattr(params, rate) * (1 + params.depthwise_c_half / 96)
+    assert row.compute_cycles == pytest.approx(expected)
+
+
+def test_conv_penalty_has_k_n_m_and_cin_terms():
+    p = replace(PARAMS, conv_k_half=10.0, conv_n_half=3.0, conv_m_half=5.0, conv_cin_half=2.0)
+    cost = conv(8, 24, 6, k=3)  # k = 72, n = 24, m = 36 output pixels, cin = 8 per tap
+    penalty = (1 + 10 / 72) * (1 + 3 / 24) * (1 + 5 / 36) * (1 + 2 / 8)
+    assert one(cost, p).compute_cycles == pytest.approx(cost.macs / p.conv_macs_per_cycle * penalty)
+    # each half-rate parameter slows the conv when raised alone
+    for name in ("conv_k_half", "conv_n_half", "conv_m_half", "conv_cin_half"):
+        slower = replace(p, **{name: getattr(p, name) * 4})
+        assert one(cost, slower).compute_cycles > one(cost, p).compute_cycles, name
+
+
+def test_few_output_pixels_cost_more_per_mac():
+    """The m term: the same MACs on 4 output pixels run slower than on 64 (idle GEMM rows)."""
+    narrow, wide = conv(64, 64, 2), conv(64, 64, 8)
+    per_mac = [one(c).compute_cycles / c.macs for c in (narrow, wide)]
+    assert per_mac[0] > per_mac[1]
+
+
+# --- the network around an op ------------------------------------------------------------------
+
+
+def test_context_fraction_applies_to_a_multi_op_model_only():
+    params = replace(PARAMS, context_fraction=0.25)
+    a, b = conv(16, 16, 32, index=0), conv(16, 16, 32, index=1)
+    alone = one(a, params)
+    assert alone.cycles == pytest.approx(
+        params.op_overhead_cycles + alone.compute_cycles + alone.memory_cycles
+    )
+    pair = estimate_ops([a, b], SPEC, params, 1).ops
+    for row in pair:
+        work = row.compute_cycles + row.memory_cycles
+        assert row.cycles == pytest.approx(params.op_overhead_cycles + 1.25 * work)
+    assert pair[0].cycles > alone.cycles
+
+
+def test_cold_weights_cost_extra_when_they_outgrow_l2():
+    costs = [conv(256, 256, 4, k=3, index=i) for i in range(3)]  # 3 x 590 KB of weights
+    weights = sum(c.weight_bytes for c in costs)
+    warm = estimate_ops(costs, SPEC, PARAMS, 1)
+    cold_spec = replace(SPEC, l2_bytes=weights // 2)
+    cold = estimate_ops(costs, cold_spec, PARAMS, 1)
+    assert cold.cycles > warm.cycles
+    for w, c in zip(warm.ops, cold.ops, strict=True):
+        extra = c.cost.weight_bytes / PARAMS.cold_weight_bytes_per_cycle
+        assert c.memory_cycles - w.memory_cycles == pytest.approx(extra)
+    roomy = estimate_ops(costs, replace(SPEC, l2_bytes=2 * weights), PARAMS, 1)
+    assert roomy.cycles == pytest.approx(warm.cycles)  # weights that fit cost nothing extra
+
+
+# --- the uncertainty band in [cpu_model] -------------------------------------------------------
+
+BAND_TABLE = {
+    "band_low": 0.8,
+    "band_high": 1.25,
+    "band_coverage": 0.9,
+    "band_samples": 16,
+    "band_source": "held-out stacks",
+}
+
+
+def _parse(table: dict):
+    return parse_cpu_model({"cpu_model": table}, "test.toml")
+
+
+def test_band_keys_parse_to_an_uncertainty_band():
+    model = _parse({"fitted": True, "conv_macs_per_cycle": 12.0, **BAND_TABLE})
+    assert model.band == UncertaintyBand(0.8, 1.25, 0.9, 16, "held-out stacks")
+    assert model.params.conv_macs_per_cycle == 12.0
+    assert _parse({"fitted": True}).band is None  # no band keys: no band
+
+
+@pytest.mark.parametrize("missing", BAND_KEYS)
+def test_band_missing_a_key_names_it(missing):
+    table = {k: v for k, v in BAND_TABLE.items() if k != missing}
+    with pytest.raises(UsageError) as err:
+        _parse(table)
+    message = str(err.value)
+    assert f"but not {missing}" in message and "test.toml" in message
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        {"band_low": 1.3, "band_high": 1.2},
+        {"band_coverage": 1.0},
+        {"band_coverage": 1.5},
+        {"band_coverage": 0},
+        {"band_low": -0.5},
+        {"band_samples": 2.5},
+    ],
+)
+def test_band_out_of_range_is_a_usage_error(edit):
+    with pytest.raises(UsageError, match="test.toml"):
+        _parse({**BAND_TABLE, **edit})
+
+
+def test_band_interval_arithmetic():
+    band = UncertaintyBand(0.8, 1.25, 0.9, 16, "x")
+    assert band.interval(10.0) == pytest.approx((8.0, 12.5))
+    # a rate from an estimated latency: a slower measurement (high ratio) is a lower rate
+    assert band.rate_interval(100.0) == pytest.approx((80.0, 125.0))
+    low, high = band.rate_interval(100.0)
+    assert low <= 100.0 <= high
+
+
+# --- how calibration derives the band ----------------------------------------------------------
+
+
+def test_band_from_ratios_covers_its_share_of_a_known_log_normal():
+    rng = np.random.default_rng(7)
+    mu, sigma = 0.1, 0.2
+    band = band_from_ratios(np.exp(rng.normal(mu, sigma, 2000)), "synthetic")
+    assert band.coverage == 0.9 and band.samples == 2000 and band.source == "synthetic"
+    assert 0 < band.low < math.exp(mu) < band.high
+    fresh = np.exp(rng.normal(mu, sigma, 20000))
+    covered = float(np.mean((fresh >= band.low) & (fresh <= band.high)))
+    assert 0.88 <= covered <= 0.92, covered
+
+
+def test_band_from_ratios_widens_with_fewer_samples():
+    """The t-quantile and sqrt(1 + 1/n): the same spread from 4 ratios gives a wider band."""
+    few = band_from_ratios([0.9, 1.0, 1.0, 1.1], "few")
+    many = band_from_ratios([0.9, 1.0, 1.0, 1.1] * 10, "many")
+    assert few.low < many.low and few.high > many.high
+
+
+def test_band_from_ratios_needs_three():
+    with pytest.raises(UsageError, match="at least 3"):
+        band_from_ratios([1.0, 1.1], "x")
+    assert band_from_ratios([0.9, 1.0, 1.1], "x").samples == 3
+
+
+def test_group_weights_give_singles_and_stacks_equal_say():
+    def sample(name: str) -> Sample:
+        return Sample(name, (), 1, 1.0)
+
+    samples = [sample(f"conv{i}") for i in range(30)] + [sample(f"stack{i:02d}") for i in range(6)]
+    weights = group_weights(samples)
+    stacks = np.array([s.name.startswith("stack") for s in samples])
+    assert weights[stacks].sum() == pytest.approx(weights[~stacks].sum())
+    assert weights.sum() == pytest.approx(len(samples))  # a reweighting, not a rescaling
+    assert len(set(weights[stacks])) == len(set(weights[~stacks])) == 1  # alike within a group
+    only_singles = group_weights(samples[:30])
+    assert np.all(only_singles == 1.0)
+
+
+# --- read from a real model --------------------------------------------------------------------
+
+
+@pytest.mark.slow  # the converter: a few seconds
+def test_read_op_costs_has_pool_window_and_pad_consumers():
+    """A padded 3x3 max pool then a strided conv: the converter pads the pool with a PADV2 (a
+    TFLite kernel) and the conv with a PAD (torch pads both sides, TFLite's SAME does not),
+    which only the conv reads: XNNPACK folds that one in."""
+    from torch import nn
+
+    from ran_edge.convert.tflite_ops import read_op_costs
+    from ran_edge.quiet import captured_output
+    from ran_edge.targets.cortex_a.microbench import build_int8
+
+    module = nn.Sequential(nn.MaxPool2d(3, 2, 1), nn.Conv2d(8, 8, 3, stride=2, padding=1))
+    with captured_output():
+        data = build_int8(module, (1, 8, 16, 16))
+    costs = read_op_costs(data)
+    rows = [(c.op, c.output, c.window, c.consumers) for c in costs]
+    assert rows == [
+        ("PADV2", (1, 18, 18, 8), 1, ("MAX_POOL_2D",)),
+        ("MAX_POOL_2D", (1, 8, 8, 8), 9, ("PAD",)),
+        ("PAD", (1, 10, 10, 8), 1, ("CONV_2D",)),
+        ("CONV_2D", (1, 4, 4, 8), 1, ()),  # the model's output: nothing reads it
+    ]
+    assert [cost_class(c) for c in costs] == ["tflite-move", "pool", "fused", "conv"]
+    estimate = estimate_ops(costs, SPEC, PARAMS, 1)
+    assert estimate.ops[2].cycles == 0.0 and all(o.cycles > 0 for o in estimate.ops[:2])
+
+
+# --- random stacks -----------------------------------------------------------------------------
+
+
+def test_random_stack_is_deterministic_per_seed():
+    from ran_edge.targets.cortex_a.microbench import random_stack
+
+    a, shape_a = random_stack(5)
+    b, shape_b = random_stack(5)
+    assert str(a) == str(b) and shape_a == shape_b
+    drawn = {(str(random_stack(s)[0]), random_stack(s)[1]) for s in range(1, 9)}
+    assert len(drawn) == 8  # every seed draws its own network
+    assert all(shape[:2] == (1, 3) and shape[2] == shape[3] for _, shape in drawn)
+
+
+def test_cpu_model_table_round_trips_its_band():
+    """What calibrate-target writes reads back as the band it derived (4 decimals, any size)."""
+    import tomllib
+
+    from ran_edge.targets.cortex_a.calibrate import cpu_model_table
+
+    band = UncertaintyBand(0.8531, 1.2049, 0.9, 16, 'calibrate-target on "box": 16 timings')
+    params = replace(PARAMS, conv_macs_per_cycle=13.25)
+    text = cpu_model_table(params, "a test", None, band=band)
+    model = parse_cpu_model({"cpu_model": tomllib.loads(text)["cpu_model"]}, "written.toml")
+    assert model.band == band
+    assert model.params == params and model.fitted
+    assert _parse({}).band is None
+    no_band = cpu_model_table(params, "a test", None)
+    assert "band_" not in no_band
