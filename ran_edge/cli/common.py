@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -18,6 +19,9 @@ from rich.console import Console
 from ran_edge.build.requests import DEFAULT_TARGET, CpuRunOptions, QuantizeOptions
 from ran_edge.errors import RanEdgeError, UsageError
 from ran_edge.quiet import progress_stream
+
+if TYPE_CHECKING:
+    from ran_edge.targets.cortex_a.remote import RemoteHost
 
 stderr = Console(file=progress_stream())
 # Tables are wide; when output goes to a file or CI log, do not squeeze them to 80 columns.
@@ -200,36 +204,17 @@ def firmware_options(
     )
 
 
-def cpu_flags(fn):
-    """Options shared by `build` and `profile` for CPU (cortex-a) targets."""
-    options = [
-        click.option(
-            "--threads",
-            type=click.IntRange(min=1),
-            help="CPU targets: threads for LiteRT/XNNPACK (default: the profile's, capped at "
-            "its cores).",
-        ),
-        click.option(
-            "--runs",
-            type=click.IntRange(min=1),
-            default=50,
-            show_default=True,
-            help="CPU targets, when measuring: timed runs (median and p90 are reported).",
-        ),
-        click.option(
-            "--warmup",
-            type=click.IntRange(min=0),
-            default=5,
-            show_default=True,
-            help="CPU targets, when measuring: untimed runs first.",
-        ),
-        click.option(
-            "--remote",
-            metavar="USER@HOST[:PORT]",
-            help="Measure the CPU target on a board over SSH (key login, BatchMode): the model "
-            "and ran_edge/targets/cortex_a/measure.py are copied to a temp folder there and run with its "
-            "python3, which needs numpy and ai-edge-litert.",
-        ),
+REMOTE_HELP = (
+    "Measure the CPU target on a board over SSH (key login, BatchMode): the model "
+    "and ran_edge/targets/cortex_a/measure.py are copied to a temp folder there and run with its "
+    "python3, which needs numpy and ai-edge-litert."
+)
+
+
+def remote_options(remote_help: str = REMOTE_HELP) -> list:
+    """--remote and how to log in there: `build`, `profile` and `calibrate-target` share them."""
+    return [
+        click.option("--remote", metavar="USER@HOST[:PORT]", help=remote_help),
         click.option(
             "--identity",
             type=click.Path(path_type=Path),
@@ -257,25 +242,65 @@ def cpu_flags(fn):
             help="--remote: seconds to wait for the SSH connection.",
         ),
     ]
+
+
+def remote_flags(remote_help: str = REMOTE_HELP):
+    """Decorator adding the remote options alone (for commands without the other CPU flags)."""
+    return lambda fn: with_options(fn, remote_options(remote_help))
+
+
+def cpu_flags(fn):
+    """Options shared by `build` and `profile` for CPU (cortex-a) targets."""
+    options = [
+        click.option(
+            "--threads",
+            type=click.IntRange(min=1),
+            help="CPU targets: threads for LiteRT/XNNPACK (default: the profile's, capped at "
+            "its cores).",
+        ),
+        click.option(
+            "--runs",
+            type=click.IntRange(min=1),
+            default=50,
+            show_default=True,
+            help="CPU targets, when measuring: timed runs (median and p90 are reported).",
+        ),
+        click.option(
+            "--warmup",
+            type=click.IntRange(min=0),
+            default=5,
+            show_default=True,
+            help="CPU targets, when measuring: untimed runs first.",
+        ),
+        *remote_options(),
+    ]
     return with_options(fn, options)
+
+
+def remote_host(
+    *, remote, identity, remote_python, ssh_options, connect_timeout
+) -> RemoteHost | None:
+    """The RemoteHost the remote flags name, or None without --remote (UsageError if bad)."""
+    from ran_edge.targets.cortex_a.remote import parse_remote
+
+    if remote:
+        return parse_remote(
+            remote,
+            identity=identity,
+            python=remote_python,
+            options=tuple(ssh_options),
+            connect_timeout_s=connect_timeout,
+        )
+    if identity or ssh_options:
+        raise UsageError("--identity and --ssh-option only apply with --remote USER@HOST.")
+    return None
 
 
 def cpu_run_options(*, measure_all: bool, **cpu_args) -> CpuRunOptions:
     """How CPU targets are run, from the shared flags (UsageError on a bad --remote first)."""
     from ran_edge.targets.cortex_a.profile import MeasureOptions
-    from ran_edge.targets.cortex_a.remote import parse_remote
 
-    remote = None
-    if cpu_args["remote"]:
-        remote = parse_remote(
-            cpu_args["remote"],
-            identity=cpu_args["identity"],
-            python=cpu_args["remote_python"],
-            options=tuple(cpu_args["ssh_options"]),
-            connect_timeout_s=cpu_args["connect_timeout"],
-        )
-    elif cpu_args["identity"] or cpu_args["ssh_options"]:
-        raise UsageError("--identity and --ssh-option only apply with --remote USER@HOST.")
+    remote = remote_host(**{k: cpu_args[k] for k in REMOTE_FLAGS})
     measure = MeasureOptions(
         threads=cpu_args["threads"],
         runs=cpu_args["runs"],
@@ -379,13 +404,5 @@ QUANTIZE_FLAGS = (
     "max_extra_cycles",
     "no_rewrites",
 )
-CPU_FLAGS = (
-    "threads",
-    "runs",
-    "warmup",
-    "remote",
-    "identity",
-    "remote_python",
-    "ssh_options",
-    "connect_timeout",
-)
+REMOTE_FLAGS = ("remote", "identity", "remote_python", "ssh_options", "connect_timeout")
+CPU_FLAGS = ("threads", "runs", "warmup", *REMOTE_FLAGS)

@@ -3,12 +3,15 @@
 The fit minimises the squared log error of the estimator against measured medians (so a
 10 µs op and a 10 ms model count alike), with a weak pull towards the starting values so
 parameters the data cannot see stay put instead of drifting. `ran-edge calibrate-target`
-times the built-in micro-benchmarks (ran_edge/targets/cortex_a/microbench.py) on this machine and fits;
-benchmarks/cpu_estimator.py fits on one set of models and predicts another.
+times the built-in micro-benchmarks and random op stacks (ran_edge/targets/cortex_a/
+microbench.py) on this machine, or on a board over SSH, and fits. Its uncertainty band comes
+from stacks the fit did not see: two folds, each half of the stacks held out in turn.
+benchmarks/cpu_estimator.py fits the same way and predicts networks of other families.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import platform
 import re
@@ -16,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import date
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +30,18 @@ from ran_edge.errors import UsageError
 from ran_edge.progress import SILENT, BuildProgress
 from ran_edge.targets.cortex_a.estimate import estimate_ops
 from ran_edge.targets.cortex_a.measure import cpu_model_name, measure_bytes
-from ran_edge.targets.cortex_a.spec import CpuModelParams, CpuSpec
+from ran_edge.targets.cortex_a.remote import RemoteHost
+from ran_edge.targets.cortex_a.spec import CpuModelParams, CpuSpec, UncertaintyBand
 from ran_edge.targets.loading import Target, resolve_target
 
 # Parameters a calibration fits; the rest (the reference clock) are facts, not fitted.
 FITTED = tuple(n for n in CpuModelParams.names() if n != "reference_clock_hz")
 PRIOR_WEIGHT = 0.05
+BAND_COVERAGE = 0.9
+# Timing passes over the whole set, each run at least MIN_SECONDS per model and thread count.
+# A shared or virtual machine changes speed in phases of seconds (by 40% on the development
+# VM); many short passes make it likely every model lands in a quick phase at least once.
+ROUNDS, QUICK_ROUNDS, MIN_SECONDS = 6, 3, 0.02
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,22 @@ def _with(params: CpuModelParams, names: Sequence[str], log_values: np.ndarray) 
     return replace(params, **values)
 
 
+def is_stack(name: str) -> bool:
+    return name.startswith("stack")
+
+
+def group_weights(samples: Sequence[Sample]) -> np.ndarray:
+    """Weights that give the single-op models and the stacks equal say in a fit.
+
+    Ops alone pin each rate; whole networks pin how ops add up. Counted one by one, the many
+    single ops would drown the stacks, and the fit would predict ops alone, not networks."""
+    stacks = np.array([is_stack(s.name) for s in samples])
+    n_stacks, n_ops = int(stacks.sum()), int((~stacks).sum())
+    if not n_stacks or not n_ops:
+        return np.ones(len(samples))
+    return np.where(stacks, 0.5 * len(samples) / n_stacks, 0.5 * len(samples) / n_ops)
+
+
 def fit(
     samples: Sequence[Sample],
     spec: CpuSpec,
@@ -75,11 +101,13 @@ def fit(
     names: Sequence[str] = FITTED,
     prior_weight: float = PRIOR_WEIGHT,
 ) -> CpuModelParams:
-    """Parameters `names` fitted to `samples` (log-error least squares), others kept from `start`."""
+    """Parameters `names` fitted to `samples` (log-error least squares, single ops and stacks
+    weighted alike), others kept from `start`."""
     from scipy.optimize import least_squares
 
     x0 = np.array([math.log(getattr(start, n)) for n in names])
     measured = np.log([s.measured_ms for s in samples])
+    root_weights = np.sqrt(group_weights(samples))
     lower = x0 - math.log(1e4)
     upper = x0 + math.log(1e4)
     if "parallel_efficiency" in names:
@@ -88,7 +116,7 @@ def fit(
     def residuals(x: np.ndarray) -> np.ndarray:
         params = _with(start, names, x)
         predicted = np.log([predict(s, spec, params) for s in samples])
-        return np.concatenate([predicted - measured, prior_weight * (x - x0)])
+        return np.concatenate([root_weights * (predicted - measured), prior_weight * (x - x0)])
 
     x0 = np.clip(x0, lower + 1e-9, upper - 1e-9)
     result = least_squares(residuals, x0, bounds=(lower, upper), method="trf", x_scale=1.0)
@@ -108,32 +136,10 @@ def stats(samples: Sequence[Sample], spec: CpuSpec, params: CpuModelParams) -> F
     return FitStats(len(samples), float(np.median(errors)), spearman(predicted, measured))
 
 
-def measure_samples(
-    models: Sequence[tuple[str, bytes, tuple[OpCost, ...]]],
-    threads_list: Sequence[int],
-    on_model: Callable[[int, int], None] | None = None,
-    rounds: int = 3,
-    min_seconds: float = 0.05,
-) -> list[Sample]:
-    """Median over `rounds` passes through all models at every thread count (in this process).
-
-    Passes rather than one long run per model: on a shared machine, load comes and goes, and
-    interleaving spreads it over all models instead of landing on a few.
-    """
-    timings: dict[tuple[int, int], list[float]] = {}
-    total = rounds * len(models)
-    for r in range(rounds):
-        for i, (_name, data, _costs) in enumerate(models):
-            if on_model is not None:
-                on_model(r * len(models) + i, total)
-            for threads in threads_list:
-                ms = time_model(data, threads, min_seconds=min_seconds)
-                timings.setdefault((i, threads), []).append(ms)
-    return [
-        Sample(name, costs, threads, float(np.median(timings[(i, threads)])))
-        for i, (name, _data, costs) in enumerate(models)
-        for threads in threads_list
-    ]
+# Times models at thread counts in one fresh measure.py process, the least of interleaved
+# passes' medians (load only adds time): batch_timing.measure_samples_here, or
+# measure_samples_remote on a board.
+Timer = Callable[..., list[Sample]]
 
 
 def _toml_value(value: float) -> str:
@@ -146,8 +152,9 @@ def cpu_model_table(
     fit_stats: FitStats | None,
     *,
     reference_clock: bool = True,
+    band: UncertaintyBand | None = None,
 ) -> str:
-    """A [cpu_model] TOML table for `params`, saying where they came from.
+    """A [cpu_model] TOML table for `params`, saying where they came from, with its band.
 
     `reference_clock` False drops reference_clock_hz (a profile with a clock_hz ignores it)."""
     lines = ["[cpu_model]"]
@@ -162,6 +169,16 @@ def cpu_model_table(
         if name == "reference_clock_hz" and not reference_clock:
             continue
         lines.append(f"{name} = {_toml_value(value)}")
+    if band is not None:
+        lines.append(
+            f"# uncertainty band: measured / estimated lies in [band_low, band_high] for "
+            f"{band.coverage:.0%} of networks the fit did not see"
+        )
+        lines.append(f"band_low = {_toml_value(band.low)}")
+        lines.append(f"band_high = {_toml_value(band.high)}")
+        lines.append(f"band_coverage = {band.coverage:g}")
+        lines.append(f"band_samples = {band.samples}")
+        lines.append(f"band_source = {json.dumps(band.source)}")
     return "\n".join(lines) + "\n"
 
 
@@ -179,14 +196,76 @@ def calibration_source(where: str) -> str:
     return f"ran-edge calibrate-target on {where}, {date.today().isoformat()}"
 
 
+def band_from_ratios(
+    ratios: Sequence[float], source: str, coverage: float = BAND_COVERAGE
+) -> UncertaintyBand:
+    """A log-normal prediction interval for measured / estimated, from held-out ratios.
+
+    mean +- t(n-1) * sd * sqrt(1 + 1/n) in log space: the interval a new network's ratio falls
+    in with probability `coverage`, honest about the few timings it rests on."""
+    from scipy.stats import t as student_t
+
+    logs = np.log(np.asarray(ratios, dtype=float))
+    n = len(logs)
+    if n < 3:
+        raise UsageError(f"an uncertainty band needs at least 3 held-out timings, got {n}.")
+    half = student_t.ppf((1 + coverage) / 2, n - 1) * logs.std(ddof=1) * math.sqrt(1 + 1 / n)
+    mean = float(logs.mean())
+    return UncertaintyBand(
+        round(math.exp(mean - half), 4), round(math.exp(mean + half), 4), coverage, n, source
+    )
+
+
+def held_out_ratios(
+    samples: Sequence[Sample],
+    spec: CpuSpec,
+    start: CpuModelParams,
+    is_check: Callable[[str], bool],
+    folds: int = 2,
+) -> list[float]:
+    """measured / estimated for every `is_check` sample, each predicted by a fit without it.
+
+    The check models are split into `folds` by name; each fold is predicted by parameters fitted
+    on every other sample, so no ratio comes from a model its parameters have seen."""
+    names = sorted({s.name for s in samples if is_check(s.name)})
+    ratios = []
+    for fold in range(folds):
+        held = set(names[fold::folds])
+        params = fit([s for s in samples if s.name not in held], spec, start)
+        ratios += [s.measured_ms / predict(s, spec, params) for s in samples if s.name in held]
+    return ratios
+
+
 @dataclass(frozen=True)
 class Calibration:
-    """What `calibrate-target` found: the fitted parameters, how well they fit, the timings."""
+    """What `calibrate-target` found: the fitted parameters, how well they fit, the timings,
+    and the band its held-out stacks give."""
 
     params: CpuModelParams
     fit: FitStats
     samples: tuple[Sample, ...]
     threads: tuple[int, ...]
+    band: UncertaintyBand
+
+
+def build_calibration_models(
+    quick: bool, progress: Callable[[int, int], None] | None = None, total: int | None = None
+) -> list[tuple[str, bytes, tuple[OpCost, ...]]]:
+    """The micro-benchmarks and random stacks, built to int8 (names, bytes, op costs)."""
+    from ran_edge.convert.tflite_ops import read_op_costs
+    from ran_edge.quiet import captured_output
+    from ran_edge.targets.cortex_a.microbench import build_bench, build_stack, select, stacks
+
+    builds = [(b.name, partial(build_bench, b)) for b in select(quick)]
+    builds += [(s.name, partial(build_stack, s)) for s in stacks(quick)]
+    models = []
+    for i, (name, build) in enumerate(builds):
+        if progress is not None:
+            progress(i, total or len(builds))
+        with captured_output():
+            data = build()
+        models.append((name, data, tuple(read_op_costs(data))))
+    return models
 
 
 def calibrate_target(
@@ -195,35 +274,40 @@ def calibrate_target(
     *,
     quick: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    timer: Timer | None = None,
+    where: str = "this machine",
 ) -> Calibration:
-    """Build the micro-benchmarks, time them here at 1 and all threads, fit the parameters.
+    """Build the micro-benchmarks and stacks, time them at 1 and all threads, fit, and derive
+    the uncertainty band from the stacks each fold held out.
 
     `progress(done, total)` counts built models, then timed passes over models."""
-    from ran_edge.convert.tflite_ops import read_op_costs
-    from ran_edge.quiet import captured_output
-    from ran_edge.targets.cortex_a.microbench import build_bench, select
+    from ran_edge.targets.cortex_a.microbench import select, stacks
 
-    benches = select(quick)
-    rounds = 2 if quick else 3
-    total = len(benches) * (1 + rounds)
-    models = []
-    for i, bench in enumerate(benches):
-        if progress is not None:
-            progress(i, total)
-        with captured_output():
-            data = build_bench(bench)
-        models.append((bench.name, data, tuple(read_op_costs(data))))
+    n_models = len(select(quick)) + len(stacks(quick))
+    rounds = QUICK_ROUNDS if quick else ROUNDS
+    total = n_models * (1 + rounds)
+    models = build_calibration_models(quick, progress, total)
     threads = tuple(sorted({1, spec.default_threads}))
 
     def on_model(done: int, _passes_total: int) -> None:
         if progress is not None:
-            progress(len(benches) + done, total)
+            progress(n_models + done, total)
 
-    samples = measure_samples(models, threads, on_model, rounds=rounds, min_seconds=0.05)
+    if timer is None:
+        from ran_edge.targets.cortex_a.batch_timing import measure_samples_here
+
+        timer = measure_samples_here
+    samples = timer(models, threads, on_model, rounds=rounds, min_seconds=MIN_SECONDS)
     if progress is not None:
         progress(total, total)
     params = fit(samples, spec, start)
-    return Calibration(params, stats(samples, spec, params), tuple(samples), threads)
+    ratios = held_out_ratios(samples, spec, start, is_stack)
+    band = band_from_ratios(
+        ratios,
+        f"calibrate-target on {where}: {len(ratios)} timings of random stacks, "
+        "each predicted by a fit that held it out",
+    )
+    return Calibration(params, stats(samples, spec, params), tuple(samples), threads, band)
 
 
 @dataclass(frozen=True)
@@ -243,6 +327,7 @@ class CalibratedProfile:
             "threads": list(result.threads),
             "fit": vars(result.fit),
             "params": vars(result.params),
+            "band": vars(result.band),
             "timings": [
                 {"model": s.name, "threads": s.threads, "measured_ms": s.measured_ms}
                 for s in result.samples
@@ -252,10 +337,16 @@ class CalibratedProfile:
 
 
 def calibrate_profile(
-    target_name: str, out: Path | None, *, quick: bool = False, progress: BuildProgress = SILENT
+    target_name: str,
+    out: Path | None,
+    *,
+    quick: bool = False,
+    progress: BuildProgress = SILENT,
+    remote: RemoteHost | None = None,
 ) -> CalibratedProfile:
-    """The `calibrate-target` command: fit the CPU profile `target_name` to this machine and
-    write it, comments kept, with its [cpu_model] replaced (default: ./<name>.calibrated.toml)."""
+    """The `calibrate-target` command: fit the CPU profile `target_name` to this machine (or to
+    the board at `remote`, timed over SSH) and write it, comments kept, with its [cpu_model]
+    replaced (default: ./<name>.calibrated.toml)."""
     target = resolve_target(target_name)
     if not target.is_cpu:
         raise UsageError(
@@ -266,14 +357,28 @@ def calibrate_profile(
     if path.is_dir():
         raise UsageError(f"--out {path} is a folder; give a .toml file path.")
     start = time.perf_counter()
-    with progress.measure("build + time micro-benchmarks") as update:
-        result = calibrate_target(target.cpu, target.cpu_model.params, quick=quick, progress=update)
-    where = f"{_machine_label()} ({target.cpu.cores} cores)"
+    timer = None
+    if remote is not None:
+        from ran_edge.targets.cortex_a.batch_timing import measure_samples_remote
+
+        timer = partial(measure_samples_remote, remote)
+    where = remote.label if remote is not None else _machine_label()
+    where = f"{where} ({target.cpu.cores} cores)"
+    with progress.measure("build + time micro-benchmarks and stacks") as update:
+        result = calibrate_target(
+            target.cpu,
+            target.cpu_model.params,
+            quick=quick,
+            progress=update,
+            timer=timer,
+            where=where,
+        )
     table_text = cpu_model_table(
         result.params,
         calibration_source(where),
         result.fit,
         reference_clock=target.cpu.clock_hz is None,
+        band=result.band,
     )
     write_atomic(path, with_cpu_model(target.source.read_text(), table_text).encode())
     return CalibratedProfile(target, path, result, time.perf_counter() - start)

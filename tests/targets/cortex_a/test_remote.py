@@ -10,6 +10,7 @@ from __future__ import annotations
 import getpass
 import glob
 import json
+import math
 import os
 import shutil
 import socket
@@ -26,7 +27,7 @@ from helpers import run_cli
 
 from ran_edge.report.json_report import SCHEMA_FILE
 from ran_edge.report.metrics import metric_value
-from ran_edge.targets.loading import TARGET_PATH_ENV
+from ran_edge.targets.loading import TARGET_PATH_ENV, load_target_file
 
 SSHD = Path("/usr/sbin/sshd")
 INT8_MODEL = Path("ethos-u55-128") / "digits_net_make_net_int8.tflite"
@@ -247,3 +248,77 @@ def test_remote_needs_a_cpu_target(digits_build, tmp_path):
     assert result.exit_code == 2
     assert "--remote measures a CPU target" in _error(result)
     assert not out.exists()
+
+
+@pytest.mark.slow  # builds the quick micro-benchmarks: seconds of the real converter
+def test_calibrate_target_over_ssh(sshd, tmp_path):
+    path = tmp_path / "host.toml"
+    before = _remote_dirs()
+    result = run_cli(
+        "calibrate-target", "--target", "host", "--quick", *sshd.args(), "--out", path,
+        "--json", "-q",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    fit = json.loads(result.stdout)
+    assert fit["out"] == str(path) and path.is_file()
+    assert fit["timings"] and all(t["measured_ms"] > 0 for t in fit["timings"])
+    from ran_edge.targets.cortex_a.microbench import select, stacks
+
+    # the quick micro-benchmarks and the quick random stacks, each at every thread count
+    n_models = len(select(quick=True)) + len(stacks(quick=True))
+    assert len(fit["timings"]) == fit["fit"]["samples"] == n_models * len(fit["threads"])
+    # the band comes from the stacks, each predicted by a fit that held it out
+    assert fit["band"]["samples"] == len(stacks(quick=True)) * len(fit["threads"])
+    assert 0 < fit["band"]["low"] <= fit["band"]["high"] and fit["band"]["coverage"] == 0.9
+    assert all(math.isfinite(v) and v > 0 for v in fit["params"].values())
+    assert math.isfinite(fit["fit"]["median_abs_pct_error"])
+    target = load_target_file(path)
+    assert target.name == "host" and target.cpu_model.fitted
+    assert sshd.remote in target.cpu_model.source  # the board timed it, not this machine
+    assert target.cpu_model.band is not None and sshd.remote in target.cpu_model.band.source
+    assert target.cpu_model.band.samples == fit["band"]["samples"]
+    assert _remote_dirs() == before, "the remote temp folder must be removed"
+
+
+def test_calibrate_target_unreachable_remote(tmp_path):
+    path = tmp_path / "rpi4.toml"
+    port = _free_port()  # nothing listens there
+    start = time.monotonic()
+    result = run_cli(
+        "calibrate-target", "--target", "rpi4", "--remote", f"pi@127.0.0.1:{port}",
+        "--connect-timeout", 3, "--ssh-option", "GlobalKnownHostsFile=/dev/null",
+        "--out", path, "-q",
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert len(result.stderr.strip().splitlines()) == 1  # one line, no traceback
+    message = _error(result)
+    assert f"cannot reach pi@127.0.0.1:{port} over SSH" in message
+    assert "Connection refused" in message or "connect" in message
+    assert not path.exists() and list(tmp_path.iterdir()) == []
+    assert time.monotonic() - start < 30  # checked before building the benchmarks
+
+
+def test_calibrate_target_board_without_litert(sshd, tmp_path):
+    if not SYSTEM_PYTHON.is_file():
+        pytest.skip(f"{SYSTEM_PYTHON} not present to play a board without ai-edge-litert")
+    probe = subprocess.run([str(SYSTEM_PYTHON), "-c", "import ai_edge_litert"], capture_output=True)
+    if probe.returncode == 0:
+        pytest.skip(f"{SYSTEM_PYTHON} has ai-edge-litert; it cannot play a board without it")
+    path = tmp_path / "host.toml"
+    result = run_cli(
+        "calibrate-target", "--target", "host", "--quick", *sshd.args(str(SYSTEM_PYTHON)),
+        "--out", path, "-q",
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    message = _error(result)
+    assert f"cannot measure on {sshd.remote}" in message
+    assert "pip install ai-edge-litert numpy" in message and "--remote-python" in message
+    assert not path.exists()
+
+
+def test_calibrate_target_identity_needs_remote(sshd, tmp_path):
+    result = run_cli(
+        "calibrate-target", "--target", "host", "--identity", sshd.key, "--out", tmp_path / "x"
+    )
+    assert result.exit_code == 2
+    assert "only apply with --remote" in _error(result)
