@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from rich.console import Console
 from rich.table import Table
 
-from ran_edge.report.model import Report, TflmFacts
+from ran_edge.report.model import MetricValue, Report, TflmFacts
 
 
 def _fmt(value, spec: str = ",.0f", missing: str = "n/a") -> str:
@@ -17,6 +17,50 @@ def _fmt(value, spec: str = ",.0f", missing: str = "n/a") -> str:
     if isinstance(value, str):
         return value
     return format(value, spec)
+
+
+NO_BAND_NOTE = "no uncertainty band: profile not calibrated on held-out networks"
+OLD_REPORT_BAND_NOTE = "no uncertainty band: the report predates schema 1.5; rebuild it"
+
+
+def interval_text(m: MetricValue | None, fmt: Callable[[float], str]) -> str:
+    """ "90% interval 19.0-24.0" for a figure with an uncertainty band (edges formatted like
+    the figure); "" for one without."""
+    if m is None or m.value is None or m.interval is None or m.coverage is None:
+        return ""
+    low, high = m.interval
+    return f"{100 * m.coverage:g}% interval {fmt(low)}-{fmt(high)}"
+
+
+def with_interval(m: MetricValue | None, fmt: Callable[[float], str], sep: str = " ") -> str:
+    """The figure as text, its band (if any) after it in parentheses: "21.4 (90% interval
+    19.0-24.0)"; "n/a" when absent or unavailable."""
+    if m is None or m.value is None:
+        return fmt(None)
+    band = interval_text(m, fmt)
+    return f"{fmt(m.value)}{sep}({band})" if band else fmt(m.value)
+
+
+def band_note_metric(report: Report) -> str | None:
+    """The one CPU figure that carries the "no uncertainty band" note: the estimated
+    latency (the headline when estimated, the estimator's figure when measured)."""
+    if not report.is_cpu or report.cpu is None:
+        return None
+    return "latency" if report.cpu.mode == "estimated" else "latency_estimated"
+
+
+def band_note(report: Report) -> str:
+    """Why a CPU report's estimated latency has no band ("" when it has one, or not a CPU)."""
+    name = band_note_metric(report)
+    m = report.metric(name) if name else None
+    if m is None or m.value is None or m.interval is not None or m.source != "estimated":
+        return ""
+    return NO_BAND_NOTE if report.cpu.band_known else OLD_REPORT_BAND_NOTE
+
+
+def _cell(report: Report, name: str, spec: str, sep: str = " ") -> str:
+    """`report`'s figure `name` formatted with `spec`, with its uncertainty band if any."""
+    return with_interval(report.metric(name), lambda x: _fmt(x, spec), sep)
 
 
 def _memory_cell(report: Report) -> str:
@@ -58,10 +102,10 @@ def summary_table(report: Report) -> Table:
     table.add_column("value", justify="right")
     v = report.value
     rows = [
-        ("inferences/s", _fmt(v("inferences_per_second"), ",.1f")),
-        ("latency (ms)", _fmt(v("latency"), ",.2f")),
+        ("inferences/s", _cell(report, "inferences_per_second", ",.1f")),
+        ("latency (ms)", _cell(report, "latency", ",.2f")),
         ("NPU cycles", _fmt(v("cycles_npu"))),
-        ("total cycles", _fmt(v("cycles_total"))),
+        ("total cycles", _cell(report, "cycles_total", ",.0f")),
         ("MACs", _fmt(v("macs"))),
         ("MAC utilisation (%)", _fmt(v("mac_utilisation"), ".1f")),
         ("SRAM used (KiB)", _sram_cell(report)),
@@ -74,8 +118,8 @@ def summary_table(report: Report) -> Table:
         core = f" on {host.core} @ {host.clock_hz / 1e6:,.0f} MHz" if host else ""
         rows += [
             (f"CPU-fallback time (ms, estimated{core})", _fmt(v("cpu_fallback_time"), ",.3f")),
-            ("system latency, NPU + CPU (ms)", _fmt(v("system_latency"), ",.3f")),
-            ("system inferences/s", _fmt(v("system_inferences_per_second"), ",.1f")),
+            ("system latency, NPU + CPU (ms)", _cell(report, "system_latency", ",.3f")),
+            ("system inferences/s", _cell(report, "system_inferences_per_second", ",.1f")),
         ]
     if report.fidelity.samples:
         caveat = " (random weights)" if report.model.random_weights else ""
@@ -251,14 +295,14 @@ def _source(report: Report, name: str) -> str:
     return m.source or "unavailable"
 
 
-def _system_latency(report: Report):
-    value = report.value("system_latency")
-    return report.value("latency") if value is None else value
+def _system_latency(report: Report) -> MetricValue | None:
+    m = report.metric("system_latency")
+    return report.metric("latency") if m is None or m.value is None else m
 
 
-def _system_ips(report: Report):
-    value = report.value("system_inferences_per_second")
-    return report.value("inferences_per_second") if value is None else value
+def _system_ips(report: Report) -> MetricValue | None:
+    m = report.metric("system_inferences_per_second")
+    return report.metric("inferences_per_second") if m is None or m.value is None else m
 
 
 def _memory_kib(report: Report) -> tuple[str, str]:
@@ -299,8 +343,8 @@ def comparison_table(reports: Sequence[Report]) -> Table:
         memory, memory_source = _memory_kib(r)
         table.add_row(
             r.target.name,
-            _fmt(_system_latency(r), ",.3f"),
-            _fmt(_system_ips(r), ",.1f"),
+            with_interval(_system_latency(r), lambda x: _fmt(x, ",.3f"), "\n"),
+            with_interval(_system_ips(r), lambda x: _fmt(x, ",.1f"), "\n"),
             memory,
             f"{_fmt(r.value('npu_ops'))}/{_fmt(r.value('cpu_ops'))}",
             "-" if r.is_cpu else _fmt(r.value("mac_utilisation"), ".1f"),
@@ -338,8 +382,12 @@ def cpu_summary_table(report: Report) -> Table:
         ("model memory: weights + largest activations (KiB)", "model_memory", ",.0f"),
         ("ops", "cpu_ops", ",.0f"),
     ]
+    note, note_on = band_note(report), band_note_metric(report)
     for label, name, spec in rows:
-        table.add_row(label, _fmt(report.value(name), spec), _source(report, name))
+        cell = _cell(report, name, spec)
+        if note and name == note_on:
+            cell += f"\n({note})"
+        table.add_row(label, cell, _source(report, name))
     m = cpu.measurement if cpu else None
     if m is not None:
         table.add_row("runs (warm-up)", f"{m.runs} ({m.warmup})", "measured")

@@ -21,7 +21,7 @@ import jinja2
 
 from ran_edge.errors import UsageError
 from ran_edge.report import plots
-from ran_edge.report.console import tflm_verdict
+from ran_edge.report.console import band_note, band_note_metric, interval_text, tflm_verdict
 from ran_edge.report.model import REPORT_FILE, MetricValue, Report, by_target, load_report
 
 HTML_FILE = "report.html"
@@ -60,6 +60,7 @@ class Stat:
     source: str | None = None  # a key of SOURCES
     reason: str = ""  # why the figure is unavailable
     note: str = ""
+    interval: str = ""  # "90% interval 19.0-24.0": the figure's uncertainty band, if it has one
 
     @property
     def source_label(self) -> str:
@@ -234,7 +235,16 @@ def _stat(m: MetricValue | None, name: str, label: str, spec: str, note: str = "
         return Stat(label, "n/a", reason=f"this report has no {name} figure")
     if m.value is None:
         return Stat(label, "n/a", m.unit, reason=m.reason or "unavailable")
-    return Stat(label, _num(m.value, spec), m.unit, m.source, note=note)
+    band = interval_text(m, lambda x: _num(x, spec))
+    return Stat(label, _num(m.value, spec), m.unit, m.source, note=note, interval=band)
+
+
+def _with_interval(m: MetricValue | None, spec: str) -> str:
+    """A table cell: the figure, and its uncertainty band (if any) in parentheses."""
+    if m is None or m.value is None:
+        return "n/a"
+    band = interval_text(m, lambda x: _num(x, spec))
+    return f"{_num(m.value, spec)} ({band})" if band else _num(m.value, spec)
 
 
 def _slug(text: str) -> str:
@@ -250,9 +260,11 @@ def _card_stats(report: Report) -> tuple[tuple[Stat, ...], tuple[Stat, ...]]:
 
     sram_only = report.target.sram_only
     on_chip = report.value("on_chip_flash_used") or 0
+    # a CPU estimate without a band says so once, on the latency card
+    no_band = band_note(report) if band_note_metric(report) == "latency" else ""
     hero = (
         stat("inferences_per_second", "inferences / s", ",.1f"),
-        stat("latency", "latency", "sig"),
+        stat("latency", "latency", "sig", note=no_band),
     )
     npu, cpu = report.value("npu_ops"), report.value("cpu_ops")
     ops_metric = report.metric("npu_ops")
@@ -492,9 +504,9 @@ def _comparison(reports: Sequence[Report]) -> tuple[plots.Chart, Table] | None:
         rows.append(
             (
                 r.target.name,
-                _num(v("inferences_per_second"), ",.1f"),
-                _num(v("latency"), ",.3f"),
-                _num(v("cycles_total"), ","),
+                _with_interval(r.metric("inferences_per_second"), ",.1f"),
+                _with_interval(r.metric("latency"), ",.3f"),
+                _with_interval(r.metric("cycles_total"), ","),
                 _num(v("mac_utilisation"), ".1f"),
                 _num(v("sram_total"), ",.1f"),
                 _num(v("off_chip_flash_used"), ",.1f"),

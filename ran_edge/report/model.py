@@ -24,7 +24,7 @@ from typing import Any
 from ran_edge.errors import UsageError
 
 SCHEMA_ID = "ran-edge/report"
-SCHEMA_VERSION = "1.4"
+SCHEMA_VERSION = "1.5"
 SCHEMA_FILE = Path(__file__).with_name("report.schema.json")
 REPORT_FILE = "report.json"
 READS_MAJOR = 1
@@ -42,13 +42,27 @@ class MetricValue:
 
     The writers build these (`ran_edge.report.metrics.Metric` is this class) and the readers
     get them back from `Report.metric`: an unavailable figure is a MetricValue with `value`
-    None and its `reason`, never an exception and never 0."""
+    None and its `reason`, never an exception and never 0.
+
+    An estimated figure may carry an uncertainty band (1.5): `interval` (low, high), in the
+    figure's unit, holds the true value for `coverage` (e.g. 0.9) of the networks the
+    estimator was checked on (docs/cpu-targets.md, "Uncertainty band")."""
 
     name: str
     unit: str
     value: Number | None = None
     source: str | None = "vela"  # vela, litert, ran-edge, measured, estimated; None: unavailable
     reason: str = ""  # why the figure is unavailable
+    interval: tuple[float, float] | None = None  # 1.5: (low, high) in `unit`
+    coverage: float | None = None  # 1.5: the share of held-out networks `interval` holds
+
+    def __post_init__(self) -> None:
+        if (self.interval is None) != (self.coverage is None):
+            raise ValueError(
+                f"metric {self.name}: an interval needs its coverage, and coverage an interval"
+            )
+        if self.interval is not None:
+            object.__setattr__(self, "interval", tuple(self.interval))
 
     @property
     def available(self) -> bool:
@@ -68,7 +82,11 @@ class MetricValue:
             }
         if isinstance(value, float) and math.isinf(value):
             value = "inf" if value > 0 else "-inf"
-        return {"name": self.name, "value": value, "unit": self.unit, "source": self.source}
+        out = {"name": self.name, "value": value, "unit": self.unit, "source": self.source}
+        if self.interval is not None and all(math.isfinite(x) for x in self.interval):
+            low, high = self.interval
+            out["interval"] = {"low": low, "high": high, "coverage": self.coverage}
+        return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> MetricValue:
@@ -81,7 +99,17 @@ class MetricValue:
                 value = float(value)
             except ValueError:
                 return cls(name, unit, None, None, f"not a number: {value!r}")
-        return cls(name, unit, value, data.get("source"))
+        band = data.get("interval")  # 1.5; absent in older reports and on exact figures
+        if band is None:
+            return cls(name, unit, value, data.get("source"))
+        return cls(
+            name,
+            unit,
+            value,
+            data.get("source"),
+            interval=(band["low"], band["high"]),
+            coverage=band["coverage"],
+        )
 
 
 def find_metric(metrics: Iterable[MetricValue], name: str) -> MetricValue | None:
@@ -458,8 +486,19 @@ class CpuRun:
     where: str | None  # local, user@host:port; None when estimated
     measurement: CpuMeasurement | None
     estimate: CpuEstimate
-    cpu_model: Mapping[str, Any]  # source, fitted, params: the [cpu_model] used
+    cpu_model: Mapping[str, Any]  # source, fitted, params (1.5: band): the [cpu_model] used
     layers_source: str = "estimated"
+
+    @property
+    def band(self) -> Mapping[str, Any] | None:
+        """1.5: the profile's uncertainty band (low, high: ratios measured / estimated,
+        coverage, samples, source); None when the profile has none or the report predates it."""
+        return self.cpu_model.get("band")
+
+    @property
+    def band_known(self) -> bool:
+        """Whether the report says if the profile has a band (1.5 on); older reports do not."""
+        return "band" in self.cpu_model
 
     @classmethod
     def from_json(cls, d: Mapping | None) -> CpuRun | None:

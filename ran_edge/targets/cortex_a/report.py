@@ -3,12 +3,13 @@ mixed up), and the estimator's per-op rows attributed to PyTorch modules."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 from ran_edge.convert.attribution import modules_json
 from ran_edge.convert.tflite_info import TfliteInfo
 from ran_edge.report.metrics import Metric, unavailable
-from ran_edge.targets.cortex_a.profile import CpuProfile
+from ran_edge.targets.cortex_a.profile import ESTIMATED, CpuProfile
+from ran_edge.targets.cortex_a.spec import UncertaintyBand
 from ran_edge.targets.loading import target_identity
 
 
@@ -53,7 +54,7 @@ def cpu_metrics(profile: CpuProfile) -> list[Metric]:
         )
     )
     model_kib = (profile.model_bytes + profile.activation_peak_bytes) / 1024
-    return [
+    metrics = [
         Metric("inferences_per_second", "1/s", 1e3 / latency, source=mode),
         Metric("latency", "ms", latency, source=mode),
         spread,
@@ -68,6 +69,41 @@ def cpu_metrics(profile: CpuProfile) -> list[Metric]:
         Metric("npu_ops", "ops", 0, source="ran-edge"),
         Metric("cpu_ops", "ops", len(profile.layers), source="ran-edge"),
     ]
+    band = profile.target.cpu_model.band
+    if band is None:
+        return metrics
+    banded = {"latency_estimated"}
+    if mode == ESTIMATED:
+        banded |= {"latency", "system_latency", "cycles_total"}
+        banded |= {"inferences_per_second", "system_inferences_per_second"}
+    return [_with_band(m, band) if m.name in banded else m for m in metrics]
+
+
+def _with_band(metric: Metric, band: UncertaintyBand) -> Metric:
+    """An estimated figure with the profile's band around it: a latency (or cycles) scales by
+    the band's ratios; a rate derived from it takes the reciprocal edges."""
+    if metric.value is None:
+        return metric
+    if metric.unit == "1/s":
+        interval = band.rate_interval(metric.value)
+    else:
+        interval = band.interval(metric.value)
+        if metric.unit == "cycles":
+            interval = (round(interval[0]), round(interval[1]))
+    return replace(metric, interval=interval, coverage=band.coverage)
+
+
+def _band_json(band: UncertaintyBand | None, scale: float = 1.0) -> dict | None:
+    """A band as report.json writes it; `scale` turns the ratios into ms around an estimate."""
+    if band is None:
+        return None
+    return {
+        "low": band.low * scale,
+        "high": band.high * scale,
+        "coverage": band.coverage,
+        "samples": band.samples,
+        "source": band.source,
+    }
 
 
 def _cpu_target_json(profile: CpuProfile) -> dict:
@@ -123,11 +159,13 @@ def _cpu_section(profile: CpuProfile) -> dict:
             "cycles": profile.estimate.cycles,
             "clock_hz": profile.estimate.clock_hz,
             "threads": profile.estimate.threads,
+            "interval_ms": _band_json(model.band, profile.estimate.latency_ms),
         },
         "cpu_model": {
             "source": model.source,
             "fitted": model.fitted,
             "params": asdict(model.params),
+            "band": _band_json(model.band),
         },
         "layers_source": "estimated",
     }
