@@ -1,148 +1,84 @@
-"""How well does the CPU latency estimator rank and predict models it was not fitted on?
+"""How well does the CPU latency estimator predict networks of families it was not fitted on?
 
-    .venv/bin/python benchmarks/cpu_estimator.py [--threads 1,2] [--write-host targets/host.toml]
+    .venv/bin/python benchmarks/cpu_estimator.py [--threads 1,2,all] [--per-op]
+        [--cache DIR] [--timings FILE] [--write-host targets/host.toml]
     .venv/bin/python benchmarks/cpu_estimator.py --boards
 
 Default mode, on this machine (the `host` target):
-1. builds the fit set, the built-in micro-benchmarks `ran-edge calibrate-target` uses (single
-   convs, depthwise, FC, add, pool, op chains, one reference-kernel op), and a held-out set of
-   whole networks from other families, widths and resolutions (MobileNetV2 0.35-1.0,
-   EfficientNet-Lite0, a VGG-style plain CNN, a ResNet-style net, a wide shallow net),
-   each through ran-edge's own export + int8 quantisation;
-2. times every model in LiteRT + XNNPACK at each thread count (median of three interleaved
-   passes, so load on a shared machine spreads over all models);
-3. fits the [cpu_model] parameters on the fit set only, predicts the held-out set, and prints
-   per-model errors, Spearman rank correlation and median absolute percentage error, next to
-   a MACs-only baseline (latency = MACs x one fitted constant).
+1. builds the fit set exactly as `ran-edge calibrate-target` does (single-op micro-benchmarks
+   and random op stacks, ran_edge/targets/cortex_a/microbench.py) and the held-out set
+   (benchmarks/cpu_nets.py: MobileNetV2, EfficientNet-Lite0, VGG-style, ResNet, MobileNetV3-
+   style SE/hard-swish and U-Net-style networks at several widths and resolutions), each
+   through ran-edge's own export + int8 quantisation;
+2. times every model in LiteRT + XNNPACK at each thread count (the least of three interleaved
+   passes' medians, as calibrate-target does, so load on a shared machine spreads out);
+3. fits the [cpu_model] on the fit set only, derives the uncertainty band as calibrate-target
+   does (stacks held out in two folds), and predicts the held-out networks: per network, per
+   thread count and per family the error, the share within +-10%, the mean signed error
+   (bias), Spearman, and how many held-out timings the band covers;
+4. prints where the error comes from: per op class, the scale that best explains the held-out
+   residuals (non-negative least squares of measured on each class's estimated time), and with
+   --per-op every op of every held-out network timed alone (ran_edge.convert.op_slices)
+   against its own estimate, by op type and thread count; the share of a network's time its
+   ops alone do not account for is the context effect (cache, fusion, dispatch).
 
---boards fits rpi4 and rpi5 to published TFLite 2.18 XNNPACK int8 latencies of EfficientDet-
-Lite0/1 (and rpi3 through the published Pi 3 / Pi 4 ratio; see docs/cpu-targets.md) using
-rebuilt proxies of those networks, and prints the [cpu_model] tables shipped in
-targets/rpi*.toml. About 2 minutes on 2 cores in default mode, 1 minute with --boards.
+--timings FILE keeps the timings (JSON) so a model change can be re-judged without re-timing;
+delete it after changing the models. --boards fits rpi3/4/5 to published figures (below).
+About 5 minutes on 2 cores in default mode (models cached: 2), plus 3 with --per-op.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 import sys
 import time
+from collections import defaultdict
 from dataclasses import replace
+from datetime import date
 from pathlib import Path
 
+import numpy as np
 import torch
+from cpu_nets import FAMILIES, held_out_networks
 from rich.console import Console
 from rich.table import Table
 from torch import nn
 
 from ran_edge.convert.tflite_ops import read_op_costs
-from ran_edge.models import load_model
 from ran_edge.quiet import captured_output
+from ran_edge.targets.cortex_a.batch_timing import measure_samples_here
 from ran_edge.targets.cortex_a.calibrate import (
+    MIN_SECONDS,
+    ROUNDS,
     Sample,
-    calibration_source,
+    band_from_ratios,
+    build_calibration_models,
     cpu_model_table,
     fit,
-    measure_samples,
+    held_out_ratios,
+    is_stack,
     predict,
     spearman,
     stats,
     with_cpu_model,
 )
-from ran_edge.targets.cortex_a.microbench import MICRO_BENCHMARKS, build_bench, build_int8
-from ran_edge.targets.cortex_a.spec import CpuModelParams
+from ran_edge.targets.cortex_a.estimate import cost_class, estimate_ops
+from ran_edge.targets.cortex_a.microbench import build_int8
+from ran_edge.targets.cortex_a.spec import CpuModelParams, UncertaintyBand
 from ran_edge.targets.loading import resolve_target
 
-console = Console(stderr=False, width=120)
+console = Console(stderr=False, width=130)
 
 
-# --- held-out families, defined here so they share nothing with the fit set -----------------
-
-
-def _cbr(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Module:
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, k, stride, k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU()
-    )
-
-
-class PlainVgg(nn.Module):
-    def __init__(self, widths: tuple[int, ...]) -> None:
-        super().__init__()
-        layers, cin = [], 3
-        for w in widths:
-            layers += [_cbr(cin, w), _cbr(w, w), nn.MaxPool2d(2)]
-            cin = w
-        self.features = nn.Sequential(*layers)
-        self.head = nn.Linear(cin, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(torch.flatten(nn.functional.adaptive_avg_pool2d(self.features(x), 1), 1))
-
-
-class Basic(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int) -> None:
-        super().__init__()
-        self.a = _cbr(cin, cout, 3, stride)
-        self.b = nn.Sequential(nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout))
-        self.skip = (
-            nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-            if stride != 1 or cin != cout
-            else nn.Identity()
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(self.b(self.a(x)) + self.skip(x))
-
-
-class MiniResNet(nn.Module):
-    def __init__(self, widths: tuple[int, ...]) -> None:
-        super().__init__()
-        self.stem = _cbr(3, widths[0], 3, 2)
-        blocks, cin = [], widths[0]
-        for i, w in enumerate(widths):
-            blocks += [Basic(cin, w, 1 if i == 0 else 2), Basic(w, w, 1)]
-            cin = w
-        self.blocks = nn.Sequential(*blocks)
-        self.head = nn.Linear(cin, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(
-            torch.flatten(nn.functional.adaptive_avg_pool2d(self.blocks(self.stem(x)), 1), 1)
-        )
+# --- building and timing -----------------------------------------------------------------------
 
 
 def _eval(m: nn.Module) -> nn.Module:
     torch.manual_seed(0)
     return m.eval()
-
-
-def held_out() -> list[tuple[str, nn.Module, tuple[int, int, int, int]]]:
-    """Whole networks: other families, widths and resolutions than anything in the fit set."""
-    zoo = [
-        ("mobilenet_v2_035", 96),
-        ("mobilenet_v2_050", 128),
-        ("mobilenet_v2", 96),
-        ("mobilenet_v2_075", 160),
-        ("efficientnet_lite0", 96),
-        ("efficientnet_lite0", 160),
-    ]
-    nets = []
-    for name, size in zoo:
-        loaded = load_model(name, input_shape=(1, 3, size, size))
-        nets.append((f"{name}@{size}", loaded.module, tuple(loaded.input_shape)))
-    torch.manual_seed(0)
-    nets += [
-        ("vgg_16_32_64@64", PlainVgg((16, 32, 64)), (1, 3, 64, 64)),
-        ("vgg_32_64_128@32", PlainVgg((32, 64, 128)), (1, 3, 32, 32)),
-        ("resnet_32_64_128@64", MiniResNet((32, 64, 128)), (1, 3, 64, 64)),
-        ("resnet_16_32@96", MiniResNet((16, 32)), (1, 3, 96, 96)),
-        ("wide_shallow_128@32", nn.Sequential(_cbr(3, 128), _cbr(128, 128)), (1, 3, 32, 32)),
-    ]
-    return nets
-
-
-# --- building and timing -----------------------------------------------------------------------
 
 
 def _cached(cache: Path | None, name: str, build) -> bytes:
@@ -158,124 +94,278 @@ def _cached(cache: Path | None, name: str, build) -> bytes:
     return data
 
 
-def build_all(quiet_console: Console, cache: Path | None = None) -> tuple[list, list]:
-    fit_models, held = [], []
+Model = tuple[str, bytes, tuple]
+
+
+def build_all(cache: Path | None) -> tuple[list[Model], list[Model]]:
     start = time.perf_counter()
-    with quiet_console.status("building the fit set (micro-benchmarks) ..."):
-        for bench in MICRO_BENCHMARKS:
-            data = _cached(cache, bench.name, lambda b=bench: build_bench(b))
-            fit_models.append((bench.name, data, tuple(read_op_costs(data))))
-    with quiet_console.status("building the held-out networks ..."):
-        for name, module, shape in held_out():
+    with console.status("building the fit set (micro-benchmarks and random stacks) ..."):
+        if cache is not None and (cache / "fit").is_dir():
+            fit_models = [
+                (p.stem, p.read_bytes(), tuple(read_op_costs(p.read_bytes())))
+                for p in sorted((cache / "fit").glob("*.tflite"))
+            ]
+        else:
+            fit_models = build_calibration_models(quick=False)
+            if cache is not None:
+                (cache / "fit").mkdir(parents=True, exist_ok=True)
+                for name, data, _ in fit_models:
+                    (cache / "fit" / f"{name}.tflite").write_bytes(data)
+    held = []
+    with console.status("building the held-out networks ..."):
+        for name, module, shape in held_out_networks():
             data = _cached(cache, name, lambda m=module, s=shape: build_int8(_eval(m), s))
             held.append((name, data, tuple(read_op_costs(data))))
-    quiet_console.print(
+    console.print(
         f"built {len(fit_models)} fit + {len(held)} held-out int8 models "
         f"in {time.perf_counter() - start:.0f} s"
     )
     return fit_models, held
 
 
-def macs_baseline(fit_samples: list[Sample], held: list[Sample]) -> list[float]:
-    """Latency = MACs x one constant fitted on the fit set (geometric mean of ms per MAC)."""
+def timed(fit_models: list[Model], held: list[Model], threads: list[int], store: dict) -> tuple:
+    """Fit and held-out samples, from `store` when it holds them all, else timed now.
 
-    def macs(s: Sample) -> int:
-        return max(1, sum(c.macs for c in s.costs))
+    Both sets are timed in one batch, their passes interleaved: a machine whose speed drifts
+    between phases would otherwise bias one set against the other."""
+    models = fit_models + held
+    wanted = [f"{name}@{t}" for name, _, _ in models for t in threads]
+    if not all(w in store for w in wanted):
+        with console.status(f"timing {len(wanted)} models x threads, {ROUNDS} passes ..."):
+            samples = measure_samples_here(models, threads, rounds=ROUNDS, min_seconds=MIN_SECONDS)
+        store.update({f"{s.name}@{s.threads}": s.measured_ms for s in samples})
+    costs = {name: c for name, _, c in models}
 
-    ratios = [s.measured_ms / macs(s) for s in fit_samples]
-    k = statistics.geometric_mean(ratios)
-    return [k * macs(s) for s in held]
+    def samples_of(group: list[Model]) -> list[Sample]:
+        return [Sample(n, costs[n], t, store[f"{n}@{t}"]) for n, _, _ in group for t in threads]
+
+    return samples_of(fit_models), samples_of(held)
 
 
-def _mdape(pred: list[float], meas: list[float]) -> float:
-    return statistics.median(abs(p - m) / m * 100 for p, m in zip(pred, meas, strict=True))
+# --- judging -------------------------------------------------------------------------------------
 
 
-def host_mode(threads_list: list[int], write_host: Path | None, cache: Path | None) -> None:
+def _err(p: float, m: float) -> float:
+    return (p - m) / m * 100
+
+
+def _summary_row(table: Table, label: str, pred: list[float], meas: list[float], band) -> None:
+    errors = [_err(p, m) for p, m in zip(pred, meas, strict=True)]
+    within = sum(abs(e) <= 10 for e in errors)
+    covered = sum(band.low <= m / p <= band.high for p, m in zip(pred, meas, strict=True))
+    table.add_row(
+        label,
+        str(len(errors)),
+        f"{within}/{len(errors)} ({100 * within / len(errors):.0f}%)",
+        f"{statistics.fmean(errors):+.1f}",
+        f"{statistics.median(abs(e) for e in errors):.1f}",
+        f"{max(abs(e) for e in errors):.1f}",
+        f"{spearman(pred, meas):.3f}",
+        f"{covered}/{len(errors)} ({100 * covered / len(errors):.0f}%)",
+    )
+
+
+def class_times(sample: Sample, spec, params: CpuModelParams) -> dict[str, float]:
+    """Estimated ms per op class (plus the per-invoke overhead) for one sample."""
+    est = estimate_ops(list(sample.costs), spec, params, sample.threads)
+    out: dict[str, float] = defaultdict(float)
+    out["invoke"] = 1e3 * est.invoke_cycles / est.clock_hz
+    for row in est.ops:
+        out[row.op_class] += 1e3 * row.cycles / est.clock_hz
+    return out
+
+
+def class_scales(samples: list[Sample], spec, params: CpuModelParams) -> dict[str, float]:
+    """The per-class factor that best explains measured = sum(factor x estimated class time)."""
+    from scipy.optimize import nnls
+
+    rows = [class_times(s, spec, params) for s in samples]
+    classes = sorted({k for r in rows for k, v in r.items() if v > 0})
+    a = np.array([[r.get(k, 0.0) for k in classes] for r in rows])
+    b = np.array([s.measured_ms for s in samples])
+    w = 1 / b  # relative errors: every network counts alike
+    x, _ = nnls(a * w[:, None], b * w)
+    share = a.sum(0) / a.sum()
+    return {k: (float(v), float(sh)) for k, v, sh in zip(classes, x, share, strict=True)}
+
+
+def per_op_residuals(held: list[Model], threads: list[int], spec, params) -> None:
+    """Every op of every held-out network timed alone, against its own one-op estimate."""
+    from ran_edge.convert.op_slices import slice_ops
+
+    pieces, whole = [], []
+    for name, data, costs in held:
+        whole.append((name, data, costs))
+        for piece, cost in zip(slice_ops(data), costs, strict=True):
+            pieces.append((f"{name}#{piece.index}", piece.model, (cost,)))
+    with console.status(f"timing {len(pieces)} held-out ops alone, each in a one-op model ..."):
+        alone = measure_samples_here(
+            [(n, d, tuple(read_op_costs(d))) for n, d, _ in pieces],
+            threads,
+            rounds=1,
+            min_seconds=0.02,
+        )
+    by_type: dict[tuple[str, int], list[tuple[float, float]]] = defaultdict(list)
+    sums: dict[tuple[str, int], float] = defaultdict(float)
+    for (name, _data, (cost,)), s in zip([p for p in pieces for _ in threads], alone, strict=True):
+        kind = cost_class(cost)
+        one = predict(s, spec, params)
+        label = "PAD (fused)" if kind == "fused" else cost.op
+        by_type[(label, s.threads)].append((one, s.measured_ms))
+        if kind != "fused":
+            sums[(name.split("#")[0], s.threads)] += s.measured_ms
+    table = Table(title="each op timed alone vs its one-op estimate", title_justify="left")
+    for col in (
+        "op",
+        "threads",
+        "ops",
+        "measured ms",
+        "estimated ms",
+        "est / meas",
+        "median err %",
+    ):
+        table.add_column(col, justify="left" if col == "op" else "right")
+    for (op, t), pairs in sorted(by_type.items(), key=lambda kv: -sum(m for _, m in kv[1])):
+        est, meas = sum(p for p, _ in pairs), sum(m for _, m in pairs)
+        med = statistics.median(_err(p, m) for p, m in pairs)
+        table.add_row(
+            op,
+            str(t),
+            str(len(pairs)),
+            f"{meas:.3f}",
+            f"{est:.3f}",
+            f"{est / meas:.2f}",
+            f"{med:+.1f}",
+        )
+    console.print(table)
+    timed_whole = {(s.name, s.threads): s.measured_ms for s in measure_samples_here(whole, threads)}
+    for t in threads:
+        shares = [
+            (timed_whole[(n, t)] - sums[(n, t)]) / timed_whole[(n, t)] * 100 for n, _, _ in held
+        ]
+        console.print(
+            f"context effect, {t} thread(s): a network's time minus its ops' time alone is "
+            f"{statistics.median(shares):+.1f}% of it (median; each op alone pays one invoke; "
+            "fused PADs count 0)"
+        )
+
+
+def host_mode(args: argparse.Namespace) -> None:
     target = resolve_target("host")
     spec = target.cpu
-    threads_list = [t for t in threads_list if t <= spec.cores] or [1]
+    threads = sorted(
+        {spec.cores if t == "all" else int(t) for t in args.threads.split(",")}
+        & set(range(1, spec.cores + 1))
+    ) or [1]
     t0 = time.perf_counter()
-    fit_models, held_models = build_all(console, cache)
-    with console.status("timing ..."):
-        fit_samples = measure_samples(fit_models, threads_list)
-        held_samples = measure_samples(held_models, threads_list)
-    console.print(f"timed {len(fit_samples) + len(held_samples)} runs")
+    fit_models, held_models = build_all(args.cache)
+    store = json.loads(args.timings.read_text()) if args.timings and args.timings.is_file() else {}
+    fit_samples, held_samples = timed(fit_models, held_models, threads, store)
+    if args.timings:
+        args.timings.write_text(json.dumps(store, indent=1, sort_keys=True))
     start = replace(CpuModelParams(), reference_clock_hz=1e9)
-    with console.status("fitting ..."):
+    with console.status("fitting (and once more per held-out fold of stacks) ..."):
         params = fit(fit_samples, spec, start)
+        ratios = held_out_ratios(fit_samples, spec, start, is_stack)
+    band = band_from_ratios(
+        ratios,
+        f"benchmarks/cpu_estimator.py on this host ({spec.cores} cores): {len(ratios)} timings "
+        "of random stacks, each predicted by a fit that held it out",
+    )
     fit_stats = stats(fit_samples, spec, params)
+    predicted = [predict(s, spec, params) for s in held_samples]
+    measured = [s.measured_ms for s in held_samples]
 
     table = Table(
         title=f"held-out networks on this host ({spec.cores} cores)", title_justify="left"
     )
-    for col in (
-        "model",
-        "threads",
-        "MMACs",
-        "measured ms",
-        "estimated ms",
-        "error %",
-        "MACs-only ms",
-    ):
-        table.add_column(col, justify="left" if col == "model" else "right")
-    baseline = macs_baseline(fit_samples, held_samples)
-    predicted = [predict(s, spec, params) for s in held_samples]
-    for s, p, b in zip(held_samples, predicted, baseline, strict=True):
-        macs = sum(c.macs for c in s.costs) / 1e6
+    for col in ("model", "family", "threads", "MMACs", "measured ms", "estimated ms", "error %"):
+        table.add_column(col, justify="left" if col in ("model", "family") else "right")
+    for s, p in zip(held_samples, predicted, strict=True):
         table.add_row(
             s.name,
+            FAMILIES.get(s.name, "?"),
             str(s.threads),
-            f"{macs:,.1f}",
+            f"{sum(c.macs for c in s.costs) / 1e6:,.1f}",
             f"{s.measured_ms:.3f}",
             f"{p:.3f}",
-            f"{(p - s.measured_ms) / s.measured_ms * 100:+.1f}",
-            f"{b:.3f}",
+            f"{_err(p, s.measured_ms):+.1f}",
         )
     console.print(table)
-    measured = [s.measured_ms for s in held_samples]
-    summary = Table(title="estimator vs measured XNNPACK latency", title_justify="left")
-    for col in ("set", "timings", "Spearman", "median abs error %"):
+
+    summary = Table(
+        title=f"estimator vs measured XNNPACK latency; band {band.low:.3f}-{band.high:.3f} "
+        f"(x estimate, {band.coverage:.0%}) from {band.samples} held-out stack timings",
+        title_justify="left",
+    )
+    for col in (
+        "set",
+        "timings",
+        "within +-10%",
+        "mean err %",
+        "median |err| %",
+        "worst |err| %",
+        "Spearman",
+        "in band",
+    ):
         summary.add_column(col, justify="left" if col == "set" else "right")
-    summary.add_row(
-        "fit set (in-sample)",
-        str(fit_stats.samples),
-        f"{fit_stats.spearman:.3f}",
-        f"{fit_stats.median_abs_pct_error:.1f}",
+    fit_pred = [predict(s, spec, params) for s in fit_samples]
+    _summary_row(
+        summary, "fit set (in-sample)", fit_pred, [s.measured_ms for s in fit_samples], band
     )
-    summary.add_row(
-        "held-out, estimator",
-        str(len(measured)),
-        f"{spearman(predicted, measured):.3f}",
-        f"{_mdape(predicted, measured):.1f}",
-    )
-    for threads in threads_list:
-        idx = [i for i, s in enumerate(held_samples) if s.threads == threads]
-        p = [predicted[i] for i in idx]
-        m = [measured[i] for i in idx]
-        summary.add_row(
-            f"  held-out, {threads} thread(s)",
-            str(len(idx)),
-            f"{spearman(p, m):.3f}",
-            f"{_mdape(p, m):.1f}",
+    _summary_row(summary, "held-out", predicted, measured, band)
+    for t in threads:
+        idx = [i for i, s in enumerate(held_samples) if s.threads == t]
+        _summary_row(
+            summary,
+            f"  {t} thread(s)",
+            [predicted[i] for i in idx],
+            [measured[i] for i in idx],
+            band,
         )
-    summary.add_row(
-        "held-out, MACs-only baseline",
-        str(len(measured)),
-        f"{spearman(baseline, measured):.3f}",
-        f"{_mdape(baseline, measured):.1f}",
-    )
+    for family in sorted(set(FAMILIES.values())):
+        idx = [i for i, s in enumerate(held_samples) if FAMILIES.get(s.name) == family]
+        if idx:
+            _summary_row(
+                summary,
+                f"  {family}",
+                [predicted[i] for i in idx],
+                [measured[i] for i in idx],
+                band,
+            )
     console.print(summary)
-    console.print(f"total {time.perf_counter() - t0:.0f} s")
-    if write_host is not None:
+
+    scales = Table(
+        title="where the held-out error sits: per op class, the factor on its estimated time "
+        "that best explains the measured networks (1.00: right)",
+        title_justify="left",
+    )
+    for col in ("class", *(f"{t} thr factor" for t in threads), "share of estimate"):
+        scales.add_column(col, justify="left" if col == "class" else "right")
+    per_t = {
+        t: class_scales([s for s in held_samples if s.threads == t], spec, params) for t in threads
+    }
+    for k in sorted({k for v in per_t.values() for k in v}):
+        cells = [f"{per_t[t][k][0]:.2f}" if k in per_t[t] else "-" for t in threads]
+        share = statistics.fmean(per_t[t][k][1] for t in threads if k in per_t[t])
+        scales.add_row(k, *cells, f"{100 * share:.1f}%")
+    console.print(scales)
+    if args.per_op:
+        per_op_residuals(held_models, threads, spec, params)
+    console.print(f"fit: {fit_stats.samples} timings; total {time.perf_counter() - t0:.0f} s")
+    if args.write_host is not None:
         text = with_cpu_model(
             target.source.read_text(),
             cpu_model_table(
-                params, calibration_source(f"this host ({spec.cores} cores)"), fit_stats
+                params,
+                f"benchmarks/cpu_estimator.py --write-host on this host ({spec.cores} cores), "
+                f"{date.today().isoformat()}",
+                fit_stats,
+                band=band,
             ),
         )
-        write_host.write_text(text)
-        console.print(f"wrote {write_host}")
+        args.write_host.write_text(text)
+        console.print(f"wrote {args.write_host}")
 
 
 # --- boards: fit rpi4/rpi5 to published figures -------------------------------------------------
@@ -449,8 +539,40 @@ def boards_mode(cache: Path | None) -> None:
             table.add_row(m, str(t), f"{ms:.1f}", f"{est:.1f}", f"{(est - ms) / ms * 100:+.1f}")
         console.print(table)
         console.print(f"scale {math.exp(result.x[0]):.4f}")
+        ratios = [
+            ms / estimate_ops(costs[m], target.cpu, params, t).latency_ms for m, t, ms in points
+        ]
+        band = board_band(ratios, board)
         source = f"fitted to published figures ({board}), benchmarks/cpu_estimator.py --boards"
-        console.print(cpu_model_table(params, source, None, reference_clock=False))
+        table_text = cpu_model_table(params, source, None, reference_clock=False, band=band)
+        console.print(table_text, markup=False, highlight=False)
+
+
+def board_band(ratios: list[float], board: str) -> UncertaintyBand:
+    """A board's band: its fit's own scatter (2 parameters on a few published points) combined
+    with the estimator's held-out error on the host (targets/host.toml's band), in log space.
+
+    The published points are in-sample and only two networks, so they alone would flatter the
+    fit; the host band says how far a network of another family strays."""
+    from scipy.stats import t as student_t
+
+    host = resolve_target("host").cpu_model.band
+    if host is None:
+        raise SystemExit("targets/host.toml has no band: run --write-host targets/host.toml first")
+    logs = np.log(ratios)
+    n = len(logs)
+    own = student_t.ppf(0.95, n - 2) * logs.std(ddof=2) * math.sqrt(1 + 1 / n)
+    host_half = math.log(host.high / host.low) / 2
+    half = math.hypot(own, host_half)
+    centre = float(logs.mean())
+    return UncertaintyBand(
+        round(math.exp(centre - half), 4),
+        round(math.exp(centre + half), 4),
+        0.9,
+        n,
+        f"transferred: {board}'s fit to {n} published timings (in-sample, 2 parameters) "
+        f"combined with the host's held-out band ({host.low:.3f}-{host.high:.3f})",
+    )
 
 
 RATE_NAMES = (
@@ -462,22 +584,26 @@ RATE_NAMES = (
     "reduce_elements_per_cycle",
     "copy_bytes_per_cycle",
     "memory_bytes_per_cycle",
+    "depthwise_large_macs_per_cycle",
+    "cold_weight_bytes_per_cycle",
 )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
+    parser.add_argument("--threads", default="1,2,all", help="thread counts; all = every core")
     parser.add_argument("--write-host", type=Path, help="write the fitted host profile here")
-    parser.add_argument("--boards", action="store_true", help="fit rpi4/rpi5 to published figures")
+    parser.add_argument("--boards", action="store_true", help="fit rpi3/4/5 to published figures")
+    parser.add_argument("--per-op", action="store_true", help="also time every held-out op alone")
     parser.add_argument(
         "--cache", type=Path, help="keep built models here between runs (delete it after changes)"
     )
+    parser.add_argument("--timings", type=Path, help="keep the timings here (JSON) between runs")
     args = parser.parse_args(argv)
     if args.boards:
         boards_mode(args.cache)
         return 0
-    host_mode([int(t) for t in args.threads.split(",")], args.write_host, args.cache)
+    host_mode(args)
     return 0
 
 

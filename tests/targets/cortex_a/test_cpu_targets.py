@@ -123,20 +123,28 @@ def test_targets_lists_both_kinds():
 @pytest.mark.parametrize(
     ("edit", "words"),
     [
-        (('simd = ["neon"]', 'simd = ["neon", "mmx"]'), ("unknown SIMD feature", "mmx")),
-        (("cores = 4", "cores = 0"), ("cores", "positive")),
+        ((r'(?m)^simd = \["neon"\]$', 'simd = ["neon", "mmx"]'), ("unknown SIMD feature", "mmx")),
+        ((r"(?m)^cores = 4$", "cores = 0"), ("cores", "positive")),
         (
-            ("fitted = true", "fitted = true\nwarp_factor = 9"),
+            (r"(?m)^fitted = true$", "fitted = true\nwarp_factor = 9"),
             ("unknown [cpu_model]", "warp_factor"),
         ),
-        (("parallel_efficiency = 0.584233", "parallel_efficiency = 1.5"), ("parallel_efficiency",)),
+        # the fitted value changes with each calibration: match the line, not the number
+        (
+            (r"(?m)^parallel_efficiency = .*$", "parallel_efficiency = 1.5"),
+            ("parallel_efficiency",),
+        ),
+        # an uncertainty band needs all its keys, and low <= high
+        ((r"(?m)^band_samples = .*\n", ""), ("band_samples", "band_low")),
+        ((r"(?m)^band_low = .*$", "band_low = 9.5"), ("band_low", "band_high")),
     ],
 )
 def test_malformed_cpu_profile_names_the_field(tmp_path, edit, words):
     text = (shipped_dir("targets") / "rpi4.toml").read_text()
-    assert edit[0] in text
+    bad, count = re.subn(edit[0], edit[1], text, count=1)
+    assert count == 1, edit[0]
     path = tmp_path / "bad.toml"
-    path.write_text(text.replace(edit[0], edit[1], 1))
+    path.write_text(bad)
     with pytest.raises(UsageError) as err:
         load_target_file(path)
     for word in words:
@@ -361,6 +369,12 @@ def test_calibrate_target_writes_a_usable_profile(tmp_path):
         fit["params"]["conv_macs_per_cycle"], rel=1e-5
     )
     assert "# no clock_hz" in path.read_text()  # the shipped profile's comments are kept
+    # the held-out band is written with the parameters and reads back as written
+    band = target.cpu_model.band
+    assert band is not None and fit["band"]["samples"] == band.samples > 0
+    assert band.low == pytest.approx(fit["band"]["low"], rel=1e-3)
+    assert band.high == pytest.approx(fit["band"]["high"], rel=1e-3)
+    assert 0 < band.low <= band.high and band.coverage == 0.9
 
 
 def test_quick_set_is_a_subset_that_touches_every_op_class():
