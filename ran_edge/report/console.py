@@ -8,7 +8,8 @@ from collections.abc import Callable, Mapping, Sequence
 from rich.console import Console
 from rich.table import Table
 
-from ran_edge.report.model import MetricValue, Report, TflmFacts
+from ran_edge.report.model import LayerRow, MetricValue, Report, TflmFacts
+from ran_edge.report.traffic import AreaTraffic, MemoryTraffic, area_label
 
 
 def _fmt(value, spec: str = ",.0f", missing: str = "n/a") -> str:
@@ -269,6 +270,86 @@ def module_table(report: Report, depth: int | None = None, count: int = 10) -> T
     return table
 
 
+def kib(n: int) -> str:
+    return f"{n / 1024:,.1f}"
+
+
+def bound_text(row: LayerRow) -> str:
+    """What limits a layer: "compute", or the memory area it waits on (1.6 reports name it)."""
+    if not row.memory_bound:
+        return "compute"
+    return area_label(row.bound_by) if row.bound_by else "memory"
+
+
+def area_role(report: Report, area: AreaTraffic) -> str:
+    """ "off-chip flash (weights)": the area's label and what Vela stores there. In Sram_Only
+    Vela files the weights under on-chip flash though they sit in (and move through) SRAM."""
+    traffic = report.memory_traffic
+    weights = "sram" if report.target.sram_only else traffic.weights_area
+    roles = [
+        role
+        for role, where in (("weights", weights), ("arena", traffic.activations_area))
+        if where == area.area
+    ]
+    return f"{area.label} ({', '.join(roles)})" if roles else area.label
+
+
+def busy_text(traffic: MemoryTraffic) -> str:
+    busy = _fmt(traffic.npu_busy_pct, ".1f")
+    return f"NPU busy {busy}% of {traffic.cycles_total:,} cycles"
+
+
+def memory_bound_text(report: Report) -> str:
+    """ "12 of 100 layers memory-bound (off-chip flash 9, SRAM 3)"."""
+    bound = [r for r in report.layers if r.memory_bound]
+    counts: dict[str, int] = {}
+    for r in bound:
+        counts[bound_text(r)] = counts.get(bound_text(r), 0) + 1
+    detail = ", ".join(f"{k} {n}" for k, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    return f"{len(bound)} of {len(report.layers)} layers memory-bound" + (
+        f" ({detail})" if detail else ""
+    )
+
+
+def memory_table(report: Report) -> Table | None:
+    """Bytes per memory area (activations / weights, read / write) and the cycles each was
+    busy, per inference: where an Ethos-U network waits on memory. None before schema 1.6."""
+    traffic = report.memory_traffic
+    if traffic is None:
+        return None
+    table = Table(
+        title=f"memory traffic per inference (Vela): {busy_text(traffic)}",
+        title_justify="left",
+        caption=f"{memory_bound_text(report)}. other: scales, biases, LUTs. Access cycles "
+        "overlap compute; an area near the total bounds the network.",
+        caption_justify="left",
+    )
+    table.add_column("memory", no_wrap=True)
+    for col, justify in (
+        ("act. read KiB", "right"),
+        ("act. write KiB", "right"),
+        ("weights read KiB", "right"),
+        ("weights write KiB", "right"),
+        ("other KiB", "right"),
+        ("access cycles", "right"),
+        ("% of total", "right"),
+    ):
+        table.add_column(col, justify=justify)
+    for a in traffic.active:
+        share = 100.0 * a.access_cycles / traffic.cycles_total if traffic.cycles_total else None
+        table.add_row(
+            area_role(report, a),
+            kib(a.activations_read_bytes),
+            kib(a.activations_write_bytes),
+            kib(a.weights_read_bytes),
+            kib(a.weights_write_bytes),
+            kib(a.other_bytes),
+            _fmt(a.access_cycles),
+            _fmt(share, ".1f"),
+        )
+    return table
+
+
 def layer_table(report: Report) -> Table:
     title = "per-layer (estimated, LiteRT + XNNPACK)" if report.is_cpu else "per-layer (Vela)"
     table = Table(title=title, title_justify="left")
@@ -282,7 +363,7 @@ def layer_table(report: Report) -> Table:
             _fmt(row.cycles),
             _fmt(row.macs),
             _fmt(row.mac_utilisation_pct, ".1f"),
-            "memory" if row.memory_bound else "compute",
+            bound_text(row),
             row.module,
         )
     return table
@@ -420,9 +501,9 @@ def print_report(console: Console, report: Report, *, layers: bool = False, dept
         return
     console.print(summary_table(report))
     print_quantization(console, report)
-    fallbacks = fallback_table(report)
-    if fallbacks is not None:
-        console.print(fallbacks)
+    for table in (fallback_table(report), memory_table(report)):
+        if table is not None:
+            console.print(table)
     console.print(module_table(report, depth))
     if layers:
         console.print(layer_table(report))

@@ -21,8 +21,18 @@ import jinja2
 
 from ran_edge.errors import UsageError
 from ran_edge.report import plots
-from ran_edge.report.console import band_note, band_note_metric, interval_text, tflm_verdict
+from ran_edge.report.console import (
+    area_role,
+    band_note,
+    band_note_metric,
+    bound_text,
+    busy_text,
+    interval_text,
+    memory_bound_text,
+    tflm_verdict,
+)
 from ran_edge.report.model import REPORT_FILE, MetricValue, Report, by_target, load_report
+from ran_edge.report.traffic import area_label
 
 HTML_FILE = "report.html"
 MODULE_TOP = 20
@@ -106,6 +116,8 @@ class TargetView:
     fidelity: tuple[Stat, ...]
     tflm: str | None
     fallbacks: Table | None
+    memory: Table | None  # 1.6, ethos-u: traffic per memory area
+    memory_note: str  # NPU busy, memory-bound layers; or why there is no table
     layer_chart: plots.Chart
     module_chart: plots.Chart | None
     module_table: Table
@@ -342,7 +354,22 @@ def _layer_bars(report: Report) -> list[plots.LayerBar]:
     ]
 
 
+def _layer_areas(report: Report) -> tuple[str, ...]:
+    """The memory areas the per-layer table gets a bytes column for: those the network used,
+    when its layers carry their traffic (1.6)."""
+    traffic = report.memory_traffic
+    if traffic is None or not any(row.memory for row in report.layers):
+        return ()
+    return tuple(a.area for a in traffic.active)
+
+
 def _layer_table(report: Report) -> Table:
+    areas = _layer_areas(report)
+
+    def area_bytes(row, area: str) -> str:
+        traffic = row.area(area)
+        return _num(traffic.total_bytes, ",") if traffic else ""
+
     rows = tuple(
         (
             str(row.index),
@@ -353,16 +380,62 @@ def _layer_table(report: Report) -> Table:
             _num(row.npu_cycles, ","),
             _num(row.macs, ","),
             _num(row.mac_utilisation_pct, ".1f") if row.macs else "",
-            "memory" if row.memory_bound else "compute",
+            bound_text(row),
+            *(area_bytes(row, area) for area in areas),
             _num(row.sram_bytes, ","),
             row.module,
         )
         for row in report.layers
     )
     headers = ("#", "op", "Vela op", "on", "cycles", "NPU cycles", "MACs", "util %", "bound")
-    headers += ("SRAM B", "PyTorch module")
-    numeric = (True, False, False, False, True, True, True, True, False, True, False)
+    headers += tuple(f"{area_label(a)} B" for a in areas)
+    headers += ("SRAM staging B", "PyTorch module")
+    numeric = (True, False, False, False, True, True, True, True, False)
+    numeric += (True,) * len(areas) + (True, False)
     return Table(headers, rows, numeric)
+
+
+def _memory_views(report: Report) -> tuple[Table | None, str]:
+    """The network's traffic per memory area, and a sentence on the NPU-busy share and the
+    memory-bound layers (or why there is no table)."""
+    traffic = report.memory_traffic
+    if traffic is None:
+        if report.is_cpu:
+            return None, "A CPU target: no NPU memory traffic."
+        return None, "This report predates schema 1.6: rebuild it for its memory traffic."
+    rows = tuple(
+        (
+            area_role(report, a),
+            _num(a.activations_read_bytes, ","),
+            _num(a.activations_write_bytes, ","),
+            _num(a.weights_read_bytes, ","),
+            _num(a.weights_write_bytes, ","),
+            _num(a.other_bytes, ","),
+            _num(a.total_bytes, ","),
+            _num(a.access_cycles, ","),
+            _num(100.0 * a.access_cycles / traffic.cycles_total, ".1f")
+            if traffic.cycles_total
+            else "n/a",
+        )
+        for a in traffic.active
+    )
+    table = Table(
+        (
+            "memory",
+            "activations read B",
+            "activations write B",
+            "weights read B",
+            "weights write B",
+            "other B",
+            "total B",
+            "access cycles",
+            "% of cycles",
+        ),
+        rows,
+        (False,) + (True,) * 8,
+    )
+    note = f"{busy_text(traffic)} (compute; the rest waits on memory). {memory_bound_text(report)}."
+    return table, note
 
 
 def _module_views(report: Report) -> tuple[plots.Chart | None, Table, int]:
@@ -455,6 +528,7 @@ def target_view(report: Report) -> TargetView:
     )
     hero, stats = _card_stats(report)
     module_chart, module_table, depth = _module_views(report)
+    memory, memory_note = _memory_views(report)
     return TargetView(
         name=t.name,
         anchor=_slug(t.name),
@@ -467,6 +541,8 @@ def target_view(report: Report) -> TargetView:
         fidelity=_fidelity_stats(report),
         tflm=_tflm_text(report),
         fallbacks=_fallback_table(report),
+        memory=memory,
+        memory_note=memory_note,
         layer_chart=plots.layer_chart(
             _layer_bars(report),
             target=t.name,

@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from ran_edge.errors import UsageError
+from ran_edge.report.traffic import AreaTraffic, MemoryTraffic, areas_from_json
 
 SCHEMA_ID = "ran-edge/report"
-SCHEMA_VERSION = "1.5"
+SCHEMA_VERSION = "1.6"
 SCHEMA_FILE = Path(__file__).with_name("report.schema.json")
 REPORT_FILE = "report.json"
 READS_MAJOR = 1
@@ -429,10 +430,16 @@ class LayerRow:
     op_class: str | None = None  # cortex-a
     kernel: str | None = None  # cortex-a: xnnpack or reference
     bytes: int | None = None  # cortex-a
+    bound_by: str | None = None  # 1.6, ethos-u: the memory area a memory-bound op waits on
+    memory: tuple[AreaTraffic, ...] = ()  # 1.6, ethos-u: per area it touches
+
+    def area(self, name: str) -> AreaTraffic | None:
+        """The op's traffic in memory area `name`; None when it moved nothing there."""
+        return next((a for a in self.memory if a.area == name), None)
 
     @classmethod
     def from_json(cls, d: Mapping) -> LayerRow:
-        return _record(cls, d)
+        return _record(cls, d, memory=areas_from_json(d.get("memory")))
 
 
 @dataclass(frozen=True)
@@ -550,6 +557,7 @@ class Report:
     vela_command: tuple[str, ...] = ()  # [] for cortex-a
     inputs_sha256: str | None = None
     cpu: CpuRun | None = None  # cortex-a only
+    memory_traffic: MemoryTraffic | None = None  # 1.6, ethos-u: per memory area, NPU busy
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     # ---- metrics: the one way to find a figure by name
@@ -640,6 +648,7 @@ class Report:
             vela_command=tuple(d.get("vela_command") or ()),
             inputs_sha256=d.get("inputs_sha256"),
             cpu=CpuRun.from_json(d.get("cpu")),
+            memory_traffic=MemoryTraffic.from_json(d.get("memory_traffic")),
             raw=d,
         )
 

@@ -39,10 +39,20 @@ from ran_edge.report.plots import Chart
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "build" / "test-artifacts"
-SECTIONS = ("summary", "comparison", "layers", "modules", "fidelity", "fallbacks", "details")
+SECTIONS = (
+    "summary",
+    "comparison",
+    "memory",
+    "layers",
+    "modules",
+    "fidelity",
+    "fallbacks",
+    "details",
+)
 HEADINGS = (
     "Summary",
     "Targets compared",
+    "Memory traffic",
     "Per layer",
     "Per PyTorch module",
     "int8 fidelity",

@@ -37,6 +37,8 @@ class EthosUBackend:
             "vela_per_layer_csv": vela.per_layer_csv.name,
             "vela_log": vela.log.name,
         }
+        if vela.debug_db is not None:
+            artifacts["vela_debug_db"] = vela.debug_db.name
         sections = ethos_u_sections(profile, verdict, system, job.module_depth)
         return ProfileOutcome(profile, sections, artifacts, verdict.problems())
 

@@ -58,6 +58,7 @@ class EthosUProfile:
             summary_csv=move(self.vela.summary_csv),
             per_layer_csv=move(self.vela.per_layer_csv),
             log=move(self.vela.log),
+            debug_db=None if self.vela.debug_db is None else move(self.vela.debug_db),
         )
         return replace(self, vela=vela)
 

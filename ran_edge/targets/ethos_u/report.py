@@ -1,5 +1,6 @@
 """The Ethos-U sections of report.json: the target's facts, Vela's figures as metrics, every
-CPU-fallback op with its cost on the host core, per-layer and per-module rows."""
+CPU-fallback op with its cost on the host core, per-layer and per-module rows, and the memory
+traffic per area (1.6)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from ran_edge.report.metrics import Metric, unavailable
 from ran_edge.targets.ethos_u.npu_gate import CpuOp, NpuVerdict
 from ran_edge.targets.ethos_u.profile import EthosUProfile
 from ran_edge.targets.ethos_u.system_cost import SystemCost
+from ran_edge.targets.ethos_u.vela_traffic import AreaTraffic
 from ran_edge.targets.loading import target_identity
 
 
@@ -92,7 +94,7 @@ def target_json(profile: EthosUProfile) -> dict:
 
 
 def layer_json(c) -> dict:
-    return {
+    row = {
         "index": c.index,
         "op": c.layer.original_op,
         "npu_op": c.layer.nng_op,
@@ -105,6 +107,35 @@ def layer_json(c) -> dict:
         "sram_bytes": c.layer.staging_usage_bytes,
         "module": c.module,
         "name": c.layer.name,
+        "bound_by": c.layer.bound_by,
+    }
+    if c.layer.traffic is not None:  # only the areas the op touches
+        row["memory"] = {a.area: area_json(a) for a in c.layer.traffic if not a.idle}
+    return row
+
+
+def area_json(a: AreaTraffic) -> dict:
+    return {
+        "activations_read_bytes": a.activations_read_bytes,
+        "activations_write_bytes": a.activations_write_bytes,
+        "weights_read_bytes": a.weights_read_bytes,
+        "weights_write_bytes": a.weights_write_bytes,
+        "total_bytes": a.total_bytes,
+        "access_cycles": a.access_cycles,
+    }
+
+
+def memory_traffic_json(profile: EthosUProfile) -> dict:
+    """Vela's network totals per memory area, and how much of the time the NPU computes."""
+    s = profile.vela.summary
+    return {
+        "cycles_total": s.cycles_total,
+        "cycles_npu": s.cycles_npu,
+        "npu_busy_pct": 100.0 * s.cycles_npu / s.cycles_total if s.cycles_total else None,
+        "weights_area": s.traffic.weights_area,
+        "activations_area": s.traffic.activations_area,
+        "areas": {a.area: area_json(a) for a in s.traffic.areas},
+        "per_layer": all(layer.traffic is not None for layer in profile.vela.layers),
     }
 
 
@@ -119,6 +150,7 @@ def ethos_u_sections(
         "layers": [layer_json(c) for c in profile.layers],
         "modules": modules_json(profile.modules, module_depth),
         "vela_command": portable_command(profile.vela.command),
+        "memory_traffic": memory_traffic_json(profile),
     }
 
 

@@ -1,10 +1,12 @@
 """The one place that knows Vela: how to call it and how to read what it writes.
 
 Vela 5.2 writes cycles only into `<name>_summary_<system>.csv` and, with
-`--verbose-performance`, `<name>_per-layer.csv`; NPU/CPU op counts (of the
-TFLite model's operators) and the reason each op fell back to the CPU appear only on stdout. We run it as a subprocess (its
-own process, so a crash or `SystemExit` cannot take ran-edge down, and the output
-is exactly what a user's direct `vela` run prints), into a fresh directory.
+`--verbose-performance`, `<name>_per-layer.csv`; per-op bytes per memory area only into its
+debug database (`--enable-debug-db`, `<name>_debug.xml`, read by `vela_traffic`); NPU/CPU op
+counts (of the TFLite model's operators) and the reason each op fell back to the CPU appear
+only on stdout. We run it as a subprocess (its own process, so a crash or `SystemExit` cannot
+take ran-edge down, and the output is exactly what a user's direct `vela` run prints), into a
+fresh directory.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import os
 import re
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +26,13 @@ from ran_edge.errors import StageError
 from ran_edge.targets.ethos_u import vela_worker
 from ran_edge.targets.ethos_u.placement import PlacedOp
 from ran_edge.targets.ethos_u.placement import cpu_ops as cpu_placed_ops
+from ran_edge.targets.ethos_u.vela_traffic import (
+    AREAS,
+    AreaTraffic,
+    NetworkTraffic,
+    layer_traffic,
+    traffic_from_summary,
+)
 
 if TYPE_CHECKING:
     from ran_edge.targets.loading import Target
@@ -75,6 +84,7 @@ class VelaSummary:
     cycles_sram_access: int
     cycles_dram_access: int
     cycles_off_chip_flash_access: int
+    traffic: NetworkTraffic  # bytes and access cycles per memory area
 
 
 @dataclass(frozen=True)
@@ -94,17 +104,38 @@ class VelaLayer:
     macs: int
     mac_utilisation_pct: float
     name: str
+    # per memory area (AREAS order), from Vela's debug database; None when it wrote none
+    traffic: tuple[AreaTraffic, ...] | None = None
+
+    @property
+    def access_cycles(self) -> dict[str, int]:
+        """Access cycles per memory area (AREAS ids)."""
+        return dict(
+            zip(
+                AREAS,
+                (
+                    self.sram_access_cycles,
+                    self.dram_access_cycles,
+                    self.on_chip_flash_access_cycles,
+                    self.off_chip_flash_access_cycles,
+                ),
+                strict=True,
+            )
+        )
 
     @property
     def memory_bound(self) -> bool:
         """Vela costs an op at max(compute, memory access); memory won when it exceeds NPU cycles."""
-        access = max(
-            self.sram_access_cycles,
-            self.dram_access_cycles,
-            self.on_chip_flash_access_cycles,
-            self.off_chip_flash_access_cycles,
-        )
-        return access > self.npu_cycles
+        return max(self.access_cycles.values()) > self.npu_cycles
+
+    @property
+    def bound_by(self) -> str | None:
+        """The memory area (AREAS id) whose access cycles set a memory-bound op's cycles: the
+        one to move weights or activations out of, or to make faster. None: compute-bound."""
+        if not self.memory_bound:
+            return None
+        cycles = self.access_cycles
+        return max(cycles, key=cycles.__getitem__)
 
 
 @dataclass(frozen=True)
@@ -137,6 +168,7 @@ class VelaResult:
     log: Path
     command: tuple[str, ...]
     folded_warnings: tuple[CpuFallback, ...] = ()
+    debug_db: Path | None = None  # Vela's debug database: the per-layer bytes
 
 
 class VelaCrash(StageError):
@@ -159,6 +191,8 @@ def vela_command(model: Path, target: Target) -> list[str]:
         *target.vela.cli_args(),
         # Not --show-cpu-operations: it switches the op counts to Vela's internal ops.
         "--verbose-performance",
+        # Only the debug database has per-op bytes per memory area; it changes nothing else.
+        "--enable-debug-db",
         "--output-dir",
         ".",
     ]
@@ -219,9 +253,10 @@ def parse_vela_output(
         )
     npu_ops, cpu_ops = parse_op_counts(stdout)
     on_cpu, folded = split_fallbacks(parse_cpu_fallbacks(stdout), cpu_placed_ops(optimised))
+    debug_db = output_dir / f"{stem}_debug.xml"
     return VelaResult(
         summary=parse_summary_csv(summaries[0]),
-        layers=tuple(parse_per_layer_csv(per_layer)),
+        layers=with_traffic(parse_per_layer_csv(per_layer), debug_db),
         npu_ops=npu_ops,
         cpu_ops=cpu_ops,
         cpu_fallbacks=on_cpu,
@@ -231,7 +266,16 @@ def parse_vela_output(
         log=log or output_dir / VELA_LOG,
         command=command,
         folded_warnings=folded,
+        debug_db=debug_db if debug_db.is_file() else None,
     )
+
+
+def with_traffic(layers: list[VelaLayer], debug_db: Path) -> tuple[VelaLayer, ...]:
+    """The layers with their memory traffic from Vela's debug database (as they are without one)."""
+    per_op = layer_traffic(debug_db, [x.op_cycles for x in layers]) if debug_db.is_file() else None
+    if per_op is None:
+        return tuple(layers)
+    return tuple(replace(layer, traffic=t) for layer, t in zip(layers, per_op, strict=True))
 
 
 def split_fallbacks(
@@ -287,6 +331,7 @@ def parse_summary_csv(path: Path) -> VelaSummary:
         cycles_sram_access=int(num("cycles_sram_access")),
         cycles_dram_access=int(num("cycles_dram_access")),
         cycles_off_chip_flash_access=int(num("cycles_off_chip_flash_access")),
+        traffic=traffic_from_summary(row),
     )
 
 
