@@ -22,6 +22,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from ran_edge.jobs import JobPool
 from ran_edge.search import CostTable, LinearCorrection, random_arch, summed_cost
 from ran_edge.search.graphs import NetworkGraph
 from ran_edge.search.predictor import abs_pct_errors
@@ -63,9 +64,9 @@ def main() -> None:
     for col in ("target", "cycles", "sum only (all nets)", "sum + linear fit (held out)", "fit"):
         table_out.add_column(col)
     for name in targets:
-        table = CostTable(name, args.cache)
-        table.fill(pairs, workers=args.workers)
-        table.measure_all(networks, args.workers, label=f"full networks {name}")
+        table = CostTable(name, args.cache, pool=JobPool(args.workers))
+        table.fill(pairs)
+        table.measure_all(networks, label=f"full networks {name}")
         full = [table.measure(n) for n in networks]
         summed = [summed_cost(table, a) for a in archs]
         for field in ("total_cycles", "npu_cycles"):

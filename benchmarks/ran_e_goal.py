@@ -40,6 +40,7 @@ from ran_e_paper_table import BASELINE, measure
 from rich.console import Console
 from rich.table import Table
 
+from ran_edge.jobs import JobPool
 from ran_edge.models import load_model
 from ran_edge.models.arch_file import read_arch, write_arch
 from ran_edge.models.ran_e import GROUND_TRUTH
@@ -58,10 +59,10 @@ GOALS = {"u55": 1.5, "u65": 1.8}  # Vela FPS relative to Lite0 per NPU family, f
 RESOLUTION = 224
 
 
-def graph_fps(table: CostTable, arch: Arch, workers: int | None) -> float:
+def graph_fps(table: CostTable, arch: Arch) -> float:
     """Vela FPS of a whole architecture through the cost table's network graph (cached)."""
     graph = NetworkGraph(arch)
-    table.measure_all([graph], workers, label=f"chosen network {table.target.name}")
+    table.measure_all([graph], label=f"chosen network {table.target.name}")
     return table.target.npu.clock_hz / table.measure(graph).total_cycles
 
 
@@ -76,6 +77,24 @@ def block_label(cand: Candidate) -> str:
     return "C" if cand == COLLAPSED else f"k{cand.kernel}e{cand.expand}"
 
 
+def block_utilisation(report, arch: Arch) -> list[dict]:
+    """Per searched block: its kind and its MAC utilisation in the built network's report
+    (the `blocks.<i>` module rows: every op the block's module owns)."""
+    rows = {r.path: r for r in report.modules}
+    out = []
+    for i, (slot, cand) in enumerate(arch.blocks):
+        row = rows.get(f"blocks.{i}")
+        out.append(
+            {
+                "block": f"{slot.cin}->{slot.cout}/{slot.stride} {block_label(cand)}",
+                "macs": row.macs if row else None,
+                "cycles": row.cycles if row else None,
+                "mac_utilisation_pct": row.mac_utilisation_pct if row else None,
+            }
+        )
+    return out
+
+
 @dataclass(frozen=True)
 class Verified:
     """What --verify keeps, and every (predicted, Vela) FPS it compiled to find it."""
@@ -85,7 +104,7 @@ class Verified:
     fps: list[tuple[float, float]]
 
 
-def verify(table: CostTable, fit: dict | None, floor: int, args) -> Verified:
+def verify(table: CostTable, fit: dict | None, limits: Constraints, args) -> Verified:
     """The search again on the table (same seed, budget, constraints and correction), then
     the best predicted point of each of the `--verify` best collapse patterns compiled
     whole; the fastest by Vela wins."""
@@ -96,30 +115,31 @@ def verify(table: CostTable, fit: dict | None, floor: int, args) -> Verified:
             LinearCorrection(fit["total"]["scale"], fit["total"]["offset"]),
             LinearCorrection(fit["npu"]["scale"], fit["npu"]["offset"]),
         )
-    limits = Constraints(max_params=MAX_PARAMS, min_nn_mass=floor)
     result = search(space, limits, budget=args.budget, seed=args.seed)
     per_pattern: dict[tuple[bool, ...], Point] = {}
     for p in sorted(result.feasible, key=lambda p: (-p.fps, p.genome)):
         per_pattern.setdefault(tuple(space.candidates[g] == COLLAPSED for g in p.genome), p)
     top = list(per_pattern.values())[: args.verify]
     graphs = [NetworkGraph(space.arch(p.genome)) for p in top]
-    table.measure_all(graphs, args.workers, label=f"verify {len(top)} {table.target.name}")
+    table.measure_all(graphs, label=f"verify {len(top)} {table.target.name}")
     fps = [clock / table.measure(g).total_cycles for g in graphs]
     best = max(range(len(top)), key=lambda i: (fps[i], -i))
     pairs = [(p.fps, f) for p, f in zip(top, fps, strict=True)]
     return Verified(top[best], space.arch(top[best].genome), pairs)
 
 
-def run_target(tgt: Target, goal: float, args, floor: int, baselines: dict) -> dict:
+def run_target(
+    tgt: Target, goal: float, args, limits: Constraints, mode: str, baselines: dict
+) -> dict:
     """Search on one target, then compile the chosen network; every figure of one column."""
-    out = args.out
+    out = args.out / mode
     start = time.perf_counter()
     request = SearchRequest(
         target=tgt.name,
         budget=args.budget,
         seed=args.seed,
         resolution=RESOLUTION,
-        constraints=Constraints(max_params=MAX_PARAMS, min_nn_mass=floor),
+        constraints=limits,
         cache_dir=args.cache,
         name=f"ran_e_goal_{tgt.name}",
         out=out / tgt.name,
@@ -129,11 +149,11 @@ def run_target(tgt: Target, goal: float, args, floor: int, baselines: dict) -> d
     result = run_search(request).to_json()
     arch_path = Path(result["arch"])
     arch, _ = read_arch(arch_path)
-    table = CostTable(tgt, args.cache)
+    table = CostTable(tgt, args.cache, pool=JobPool(args.workers))
     best = {k: v for k, v in result["best"].items() if k != "blocks"}
     chosen_by, verified = "search (predicted FPS)", None
     if args.verify:
-        verified = verify(table, result["fit"], floor, args)
+        verified = verify(table, result["fit"], limits, args)
         best = verified.point.figures()
         arch = verified.arch
         arch_path = write_arch(
@@ -150,17 +170,24 @@ def run_target(tgt: Target, goal: float, args, floor: int, baselines: dict) -> d
             },
         )
         chosen_by = f"Vela, fastest of {len(verified.fps)} collapse patterns"
-    built = measure(str(arch_path), [tgt], out / "builds")
+    util_reports: dict = {}
+    built = measure(str(arch_path), [tgt, args.util_target], out / "builds", util_reports)
     lite0 = baselines[BASELINE][tgt.name][0]
     fps = built[tgt.name][0]
     return {
+        "mode": mode,
+        "counted_params": built["params"],
+        "counted_macs": built["macs"],
+        "util_target": args.util_target.name,
+        "mac_utilisation": built[args.util_target.name][1],
+        "block_utilisation": block_utilisation(util_reports[args.util_target.name], arch),
         "target": tgt.name,
         "lite0_fps": lite0,
         "gt_fps": baselines[GT][tgt.name][0],
-        "gt_graph_fps": graph_fps(table, gt_arch(), args.workers),
+        "gt_graph_fps": graph_fps(table, gt_arch()),
         "gt_predicted_fps": result["references"]["RAN-e GT"]["fps"],
         "predicted_fps": best["fps"],
-        "graph_fps": graph_fps(table, arch, args.workers),
+        "graph_fps": graph_fps(table, arch),
         "fps": fps,
         "ratio": fps / lite0,
         "goal": goal,
@@ -182,10 +209,10 @@ def run_target(tgt: Target, goal: float, args, floor: int, baselines: dict) -> d
     }
 
 
-def print_table(rows: list[dict], floor: int, gt_mass: int, args) -> None:
+def print_table(rows: list[dict], limits_text: str, floor: int, gt_mass: int, args) -> None:
     table = Table(
-        title=f"RAN-e search vs EfficientNet-Lite0 at {RESOLUTION}x{RESOLUTION}: <= "
-        f"{MAX_PARAMS / 1e6:.1f} M params, NN-Mass >= {floor:,} (Lite0; GT {gt_mass:,}), "
+        title=f"RAN-e search vs EfficientNet-Lite0 at {RESOLUTION}x{RESOLUTION}: "
+        f"{limits_text}, NN-Mass >= {floor:,} (Lite0; GT {gt_mass:,}), "
         f"seed {args.seed}, budget {args.budget:,}, --fit {args.fit}, --verify {args.verify}"
     )
     table.add_column("")
@@ -222,8 +249,18 @@ def print_table(rows: list[dict], floor: int, gt_mass: int, args) -> None:
     row("searched: x Lite0", lambda r: f"{r['ratio']:.2f}x")
     row("goal: x Lite0 (FPS)", lambda r: f">= {r['goal']:.1f}x ({r['goal'] * r['lite0_fps']:.1f})")
     row("goal met", lambda r: "met" if r["met"] else "not met")
-    row("searched: params M (cap)", lambda r: f"{r['params'] / 1e6:.3f} ({MAX_PARAMS / 1e6:.1f})")
-    row("searched: M MACs", lambda r: f"{r['macs'] / 1e6:.1f}")
+    row(
+        "searched: params M, search / counted",
+        lambda r: f"{r['params'] / 1e6:.3f} / {r['counted_params'] / 1e6:.3f}",
+    )
+    row(
+        "searched: M MACs, Vela / counted",
+        lambda r: f"{r['macs'] / 1e6:.1f} / {r['counted_macs'] / 1e6:.1f}",
+    )
+    row(
+        "searched: MAC utilisation on util target",
+        lambda r: f"{r['mac_utilisation']:.1f}% ({r['util_target']})",
+    )
     row(
         "searched: NN-Mass, search / counted (floor)",
         lambda r: f"{r['nn_mass']:,} / {r['nn_mass_counted']:,} ({floor:,})",
@@ -239,9 +276,29 @@ def print_table(rows: list[dict], floor: int, gt_mass: int, args) -> None:
     for r in rows:
         console.print(f"{r['target']} blocks (cin->cout/stride kind): {', '.join(r['blocks'])}")
         console.print(f"  architecture: {r['arch']}")
+        util = ", ".join(
+            f"{b['mac_utilisation_pct']:.0f}" if b["mac_utilisation_pct"] is not None else "-"
+            for b in r["block_utilisation"]
+        )
+        console.print(f"  per-block MAC utilisation % on {r['util_target']}: {util}")
         if r["verified_fps"]:
             pairs = ", ".join(f"{p:.0f}->{v:.0f}" for p, v in r["verified_fps"])
             console.print(f"  --verify, predicted -> Vela FPS per collapse pattern: {pairs}")
+
+
+def size_limits(baselines: dict, u55: Target, floor: int, band_pct: float) -> Constraints:
+    """MACs (Vela's count, as the table sums them) and parameters within +-band of Lite0's,
+    NN-Mass at least Lite0's."""
+    macs = baselines["lite0_vela_macs"][u55.name]
+    params = baselines[BASELINE]["params"]
+    lo, hi = 1 - band_pct / 100, 1 + band_pct / 100
+    return Constraints(
+        min_macs=int(macs * lo),
+        max_macs=int(macs * hi),
+        min_params=int(params * lo),
+        max_params=int(params * hi),
+        min_nn_mass=floor,
+    )
 
 
 def main() -> None:
@@ -260,6 +317,18 @@ def main() -> None:
         default=0,
         help="compile the K best collapse patterns, keep the fastest",
     )
+    parser.add_argument(
+        "--equal-size",
+        action="store_true",
+        help="also search with MACs and parameters within --size-band of Lite0's",
+    )
+    parser.add_argument("--size-band", type=float, default=5.0, help="percent (default 5)")
+    parser.add_argument(
+        "--util-target",
+        type=resolve_target,
+        default="ethos-u55-256",
+        help="target the searched networks' MAC utilisation is reported on",
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
     start = time.perf_counter()
@@ -269,28 +338,69 @@ def main() -> None:
     gt = load_model(GT)
     gt_mass = network_nn_mass(gt.module, gt.input_shape)
     targets = [resolve_target(args.u55), resolve_target(args.u65)]
-    baselines = {name: measure(name, targets, args.out / "builds") for name in (BASELINE, GT)}
-    rows = [
-        run_target(t, GOALS[family], args, floor, baselines)
-        for t, family in zip(targets, ("u55", "u65"), strict=True)
-    ]
+    measured = [*targets, args.util_target]
+    lite0_reports: dict = {}
+    baselines = {
+        BASELINE: measure(BASELINE, measured, args.out / "builds", lite0_reports),
+        GT: measure(GT, measured, args.out / "builds"),
+    }
+    baselines["lite0_vela_macs"] = {n: int(r.value("macs")) for n, r in lite0_reports.items()}
+    modes = {"budget": Constraints(max_params=MAX_PARAMS, min_nn_mass=floor)}
+    if args.equal_size:
+        modes["equal-size"] = size_limits(baselines, targets[0], floor, args.size_band)
+    rows = {
+        mode: [
+            run_target(t, GOALS[family], args, limits, mode, baselines)
+            for t, family in zip(targets, ("u55", "u65"), strict=True)
+        ]
+        for mode, limits in modes.items()
+    }
 
     if args.json:
         data = {
-            "lite0_nn_mass": floor,
+            "lite0": {
+                "nn_mass": floor,
+                "params": baselines[BASELINE]["params"],
+                "counted_macs": baselines[BASELINE]["macs"],
+                "vela_macs": baselines["lite0_vela_macs"],
+                "mac_utilisation": {t.name: baselines[BASELINE][t.name][1] for t in measured},
+            },
             "gt_nn_mass": gt_mass,
-            "max_params": MAX_PARAMS,
+            "modes": {
+                m: {**asdict_limits(limits), "targets": rows[m]} for m, limits in modes.items()
+            },
             "seed": args.seed,
             "budget": args.budget,
             "fit": args.fit,
             "verify": args.verify,
-            "targets": rows,
             "seconds": time.perf_counter() - start,
         }
         print(json.dumps(data, indent=2, sort_keys=True))
         return
-    print_table(rows, floor, gt_mass, args)
+    lite0_util = baselines[BASELINE][args.util_target.name][1]
+    print(
+        f"EfficientNet-Lite0: {baselines[BASELINE]['params'] / 1e6:.3f} M params, "
+        f"{baselines['lite0_vela_macs'][targets[0].name] / 1e6:.1f} M MACs (Vela; counted "
+        f"{baselines[BASELINE]['macs'] / 1e6:.1f} M), MAC utilisation {lite0_util:.1f}% on "
+        f"{args.util_target.name}"
+    )
+    for mode, limits in modes.items():
+        print_table(rows[mode], limits_text(limits), floor, gt_mass, args)
     print(f"total wall time {time.perf_counter() - start:.0f} s")
+
+
+def asdict_limits(limits: Constraints) -> dict:
+    return {k: v for k, v in vars(limits).items() if v is not None}
+
+
+def limits_text(limits: Constraints) -> str:
+    parts = []
+    if limits.min_params or limits.max_params:
+        lo = f"{limits.min_params / 1e6:.2f}-" if limits.min_params else "<= "
+        parts.append(f"{lo}{limits.max_params / 1e6:.2f} M params")
+    if limits.min_macs or limits.max_macs:
+        parts.append(f"{limits.min_macs / 1e6:.0f}-{limits.max_macs / 1e6:.0f} M MACs")
+    return ", ".join(parts)
 
 
 if __name__ == "__main__":

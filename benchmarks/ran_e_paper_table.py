@@ -34,7 +34,9 @@ PAPER = {
 }
 
 
-def measure(name: str, targets, out: Path) -> dict:
+def measure(name: str, targets, out: Path, reports: dict | None = None) -> dict:
+    """Params, MACs and (Vela FPS, MAC utilisation) per target; each target's Report goes
+    into `reports` when given."""
     loaded = load_model(name)
     calib = load_calibration(None, loaded.input_shape, num_samples=16, holdout=0)
     converted = convert_model(loaded, calib)
@@ -48,6 +50,8 @@ def measure(name: str, targets, out: Path) -> dict:
             report.value("inferences_per_second"),
             report.value("mac_utilisation"),
         )
+        if reports is not None:
+            reports[target.name] = report
     return row
 
 

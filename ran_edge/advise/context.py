@@ -12,13 +12,16 @@ Savings of several replacements are still added as if independent.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
+from pathlib import Path
 
 from torch import nn
 
 from ran_edge.advise.advice import BlockAdvice
 from ran_edge.advise.apply import Replacement, apply_replacements
+from ran_edge.advise.sites import replaceable_model
+from ran_edge.jobs import JobPool
+from ran_edge.models import load_model
 from ran_edge.search.compiler import BlockCompiler, LiteRtCompiler
 from ran_edge.search.progress import progress_bar
 from ran_edge.search.table import vela_cost
@@ -32,29 +35,56 @@ def network_cycles(
     return vela_cost(compiler.compile(model.eval(), input_shape), target).total_cycles
 
 
+def variant_cycles(
+    model_spec: str,
+    weights: Path | None,
+    input_shape: tuple[int, ...],
+    swap: Replacement | None,
+    seed: int,
+    target: Target,
+    compiler: BlockCompiler,
+) -> int:
+    """One job: the user's network, loaded afresh (a module defined in a user's file does
+    not travel to another process; its spec does), with `swap` applied, compiled whole."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one network per core
+    try:
+        loaded = load_model(model_spec, weights=weights, input_shape=input_shape)
+        model = replaceable_model(loaded.module)
+        if swap is not None:
+            model = apply_replacements(model, [swap], seed=seed)
+        return network_cycles(model, input_shape, target, compiler)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def context_savings(
-    teacher: nn.Module,
+    model_spec: str,
+    weights: Path | None,
     input_shape: tuple[int, ...],
     blocks: Sequence[BlockAdvice],
     target: Target,
     seed: int = 0,
     compiler: BlockCompiler | None = None,
     progress: bool = True,
+    pool: JobPool | None = None,
 ) -> dict[str, int]:
-    """Block path -> cycles saved in the whole network by its recommended replacement."""
+    """Block path -> cycles saved in the whole network by its recommended replacement; the
+    network as it is and each variant are compiled as parallel jobs on `pool`."""
     compiler = compiler or LiteRtCompiler()
+    pool = pool or JobPool()
     recommended = [b for b in blocks if b.best is not None]
-    savings: dict[str, int] = {}
     if not recommended:
-        return savings
-    label = f"in-context check on {target.name}"
-    with progress_bar(label, 1 + len(recommended), progress) as advance:
-        base = network_cycles(teacher, input_shape, target, compiler)
-        advance()
-        for b in recommended:
-            assert b.best is not None
-            swap = Replacement(b.site.path, b.site.slot, b.best.form)
-            model = apply_replacements(copy.deepcopy(teacher), [swap], seed=seed)
-            savings[b.site.path] = base - network_cycles(model, input_shape, target, compiler)
-            advance()
-    return savings
+        return {}
+    swaps: list[Replacement | None] = [None]
+    for b in recommended:
+        assert b.best is not None
+        swaps.append(Replacement(b.site.path, b.site.slot, b.best.form))
+    jobs = [(model_spec, weights, input_shape, s, seed, target, compiler) for s in swaps]
+    cycles: dict[int, int] = {}
+    label = f"in-context check on {target.name} ({pool.where})"
+    with progress_bar(label, len(jobs), progress) as advance:
+        pool.run(variant_cycles, jobs, cycles.__setitem__, advance)
+    return {b.site.path: cycles[0] - cycles[i] for i, b in enumerate(recommended, start=1)}

@@ -36,6 +36,7 @@ class AdviseRequest:
     out: Path = Path("build")
     cache_dir: Path = Path("build/cost-cache")
     workers: int | None = None
+    ray_address: str | None = None  # a Ray cluster runs the compiles instead (--ray)
     apply: bool = False
     apply_out: Path | None = None
     epochs: int = 5

@@ -23,6 +23,7 @@ from ran_edge.advise.sites import find_sites, replaceable_model
 from ran_edge.build.many import build_loaded
 from ran_edge.calib import CalibrationData, load_calibration
 from ran_edge.errors import UsageError
+from ran_edge.jobs import JobPool
 from ran_edge.model_files import model_paths, spec_stem
 from ran_edge.models import load_model
 from ran_edge.models.loading import LoadedModel
@@ -67,6 +68,8 @@ def run_advise(req: AdviseRequest, progress: BuildProgress) -> AdviseResult:
             "PyTorch module: pass a zoo name or path/to/file.py:factory (with --weights)."
         )
     apply_out = _apply_out(req) if req.apply else None  # checked before any work
+    pool = JobPool(req.workers, req.ray_address)
+    pool.check()
     with progress.stage(f"load model {req.model_spec}"):
         loaded = load_model(req.model_spec, weights=req.weights, input_shape=req.input_shape)
     with progress.stage("load calibration set"):
@@ -81,10 +84,10 @@ def run_advise(req: AdviseRequest, progress: BuildProgress) -> AdviseResult:
     teacher = replaceable_model(loaded.module)
     sites, skipped = find_sites(teacher, tuple(loaded.input_shape))
     assessed = assess(built.report, target.npu.macs_per_cycle, sites, req.thresholds)
-    table = CostTable(target, req.cache_dir)
+    table = CostTable(target, req.cache_dir, pool=pool)
     specs = graphs_to_measure(assessed, req.thresholds, req.cost_all)
     label = f"cost replacements on {target.name}"
-    table.measure_all(specs, req.workers, label, progress=req.progress)
+    table.measure_all(specs, label, progress=req.progress)
     advice = make_advice(
         model=loaded.name,
         target=target,
@@ -96,9 +99,15 @@ def run_advise(req: AdviseRequest, progress: BuildProgress) -> AdviseResult:
         cost_all=req.cost_all,
     )
     if req.in_context:
-        shape = tuple(loaded.input_shape)
         savings = context_savings(
-            teacher, shape, advice.blocks, target, seed=req.seed, progress=req.progress
+            req.model_spec,
+            req.weights,
+            tuple(loaded.input_shape),
+            advice.blocks,
+            target,
+            seed=req.seed,
+            progress=req.progress,
+            pool=pool,
         )
         advice = with_context(advice, savings)
     report_path = str(built.out_dir / "report.json")

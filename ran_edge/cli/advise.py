@@ -20,7 +20,7 @@ from ran_edge.advise.request import (
     AdviseRequest,
     Thresholds,
 )
-from ran_edge.cli.common import RichProgress, parse_input_shape, run_command
+from ran_edge.cli.common import RichProgress, parse_input_shape, ray_option, run_command
 from ran_edge.targets import DEFAULT_TARGET
 
 
@@ -98,6 +98,7 @@ from ran_edge.targets import DEFAULT_TARGET
     help="Cost table cache (shared with `ran-edge search`).",
 )
 @click.option("--workers", type=click.IntRange(min=1), help="Compile processes (default: cores).")
+@ray_option("the replacement and --in-context compiles")
 @click.option("--apply", "apply_", is_flag=True, help="Rewrite the recommended blocks and recover.")
 @click.option(
     "--apply-out",
@@ -133,6 +134,7 @@ def advise(
     out,
     cache_dir,
     workers,
+    ray_address,
     apply_,
     apply_out,
     epochs,
@@ -183,6 +185,7 @@ def advise(
             out=out,
             cache_dir=cache_dir,
             workers=workers,
+            ray_address=ray_address,
             apply=apply_,
             apply_out=apply_out,
             epochs=epochs,

@@ -109,6 +109,20 @@ class RichProgress:
             stderr.print(f"[green]✓[/green] {message}")
 
 
+def ray_option(what: str):
+    """--ray ADDRESS (or RAY_ADDRESS): run `what` as Ray tasks on a cluster."""
+    return click.option(
+        "--ray",
+        "ray_address",
+        metavar="ADDRESS",
+        envvar="RAY_ADDRESS",
+        show_envvar=True,
+        help=f"Run {what} as tasks on the Ray cluster at ADDRESS (HOST:PORT that `ray start "
+        "--head` prints, or 'auto'); same results as a local run. Every node needs the same "
+        "ran-edge and tools: pip install 'ran-edge[ray]'. See docs/search.md.",
+    )
+
+
 def with_options(fn, options: list):
     """Apply a group of click options to a command, in the order they are listed."""
     for option in reversed(options):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ran_edge.cli.common import RichProgress, run_command, stderr, stdout
+from ran_edge.cli.common import RichProgress, ray_option, run_command, stderr, stdout
 from ran_edge.errors import StageError
 
 
@@ -39,11 +39,14 @@ from ran_edge.errors import StageError
     show_default=True,
     help="Where builds go (reused when their inputs are unchanged).",
 )
+@ray_option("the builds (one task per model)")
 @click.option("--update", is_flag=True, help="Rewrite the baseline from the current figures.")
 @click.option("--junit", type=click.Path(path_type=Path), help="Also write JUnit XML here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
-def regress(baseline, config_path, reports, out, update, junit, as_json, quiet) -> None:
+def regress(
+    baseline, config_path, reports, out, ray_address, update, junit, as_json, quiet
+) -> None:
     """Gate CI on Vela estimates: compare cycles, inferences/s, memory and NPU-op share
     of each model x target against a committed baseline; with `holdout = N` in the config,
     also int8 fidelity (logit SQNR, top-1 agreement), against the baseline and against
@@ -59,7 +62,7 @@ def regress(baseline, config_path, reports, out, update, junit, as_json, quiet) 
     def body() -> None:
         from ran_edge.regress.gate import GateRequest, run_gate
 
-        request = GateRequest(baseline, config_path, reports, out, update, junit)
+        request = GateRequest(baseline, config_path, reports, out, update, junit, ray_address)
         result = run_gate(request, RichProgress(not quiet))
         if result.updated is not None:
             stderr.print(f"[green]✓[/green] wrote {baseline} ({result.updated} entries)")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ran_edge.cli.common import RichProgress, run_command
+from ran_edge.cli.common import RichProgress, ray_option, run_command
 
 if TYPE_CHECKING:
     from ran_edge.search.run import SearchRunResult
@@ -39,6 +39,12 @@ if TYPE_CHECKING:
 )
 @click.option("--max-macs", type=click.IntRange(min=1), help="Largest MACs allowed.")
 @click.option("--max-params", type=click.IntRange(min=1), help="Most parameters allowed.")
+@click.option(
+    "--min-macs",
+    type=click.IntRange(min=1),
+    help="Fewest MACs allowed (with --max-macs: compare at equal size, not by shrinking).",
+)
+@click.option("--min-params", type=click.IntRange(min=1), help="Fewest parameters allowed.")
 @click.option(
     "--max-sram", type=click.FloatRange(min=0, min_open=True), help="Peak SRAM (KiB) allowed."
 )
@@ -71,6 +77,7 @@ if TYPE_CHECKING:
 @click.option(
     "--workers", type=click.IntRange(min=1), help="Table-fill processes (default: cores)."
 )
+@ray_option("the table fill and the --fit compiles")
 @click.option(
     "--fit",
     type=int,
@@ -87,6 +94,8 @@ def search(
     resolution: int,
     max_macs: int | None,
     max_params: int | None,
+    min_macs: int | None,
+    min_params: int | None,
     max_sram: float | None,
     min_nn_mass: int | None,
     min_nonlinear: int | None,
@@ -95,6 +104,7 @@ def search(
     out: Path | None,
     baseline_reports: tuple[Path, ...],
     workers: int | None,
+    ray_address: str | None,
     fit: int,
     as_json: bool,
 ) -> None:
@@ -122,6 +132,8 @@ def search(
             constraints=Constraints(
                 max_macs=max_macs,
                 max_params=max_params,
+                min_macs=min_macs,
+                min_params=min_params,
                 max_sram_kib=max_sram,
                 min_nn_mass=min_nn_mass,
                 min_nonlinear=min_nonlinear,
@@ -131,6 +143,7 @@ def search(
             out=out,
             baseline_reports=tuple(baseline_reports),
             workers=workers,
+            ray_address=ray_address,
             fit=fit,
         )
         result = run_search(request, RichProgress(True))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ran_edge.jobs import JobPool
 from ran_edge.progress import SILENT, BuildProgress
 from ran_edge.regress.baseline import read_baseline, write_baseline
 from ran_edge.regress.compare import Delta, compare, floor_violations
@@ -23,6 +24,7 @@ class GateRequest:
     out: Path = Path("build/regress")
     update: bool = False
     junit: Path | None = None
+    ray_address: str | None = None  # build each model as a task on this Ray cluster
 
 
 @dataclass(frozen=True)
@@ -54,11 +56,13 @@ class GateResult:
 
 def run_gate(request: GateRequest, progress: BuildProgress = SILENT) -> GateResult:
     config = load_config(request.config)
+    if request.reports is None:
+        JobPool(ray_address=request.ray_address).check()
     old = {} if request.update else read_baseline(request.baseline)[0]
     if request.reports is not None:
         current = read_reports(config, request.reports)
     else:
-        current = build_reports(config, request.out, progress)
+        current = build_reports(config, request.out, progress, request.ray_address)
     if request.update:
         write_baseline(request.baseline, current, tool_versions())
         return GateResult(updated=len(current))

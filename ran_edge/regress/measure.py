@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ran_edge.errors import UsageError
+from ran_edge.progress import SILENT
 from ran_edge.regress.baseline import Figures, entry_key
-from ran_edge.regress.config import DIRECTIONS, FIDELITY_METRICS, GateConfig
+from ran_edge.regress.config import DIRECTIONS, FIDELITY_METRICS, GateConfig, ModelCase
 from ran_edge.report.model import REPORT_FILE, Report, load_report
 
 if TYPE_CHECKING:
@@ -60,26 +61,59 @@ def _check_same_profile(report: Report, target, path: Path) -> None:
         )
 
 
-def build_reports(config: GateConfig, out: Path, progress: BuildProgress) -> Figures:
-    """Build every configured model on its targets (incremental: unchanged inputs are reused)."""
+def build_reports(
+    config: GateConfig, out: Path, progress: BuildProgress, ray_address: str | None = None
+) -> Figures:
+    """Build every configured model on its targets (incremental: unchanged inputs are reused);
+    with `ray_address`, one Ray task per model (reports land in `out` on the worker's disk)."""
+    figures: Figures = {}
+    if ray_address is None:
+        for case in config.models:
+            figures |= case_figures(case, config.calib_samples, config.holdout, out, progress)
+        return figures
+    from ran_edge.jobs import JobPool
+
+    jobs = [(c, config.calib_samples, config.holdout, out.resolve()) for c in config.models]
+    done = 0
+    with progress.measure(f"build {len(jobs)} models on Ray at {ray_address}") as update:
+
+        def advance() -> None:
+            nonlocal done
+            done += 1
+            if update is not None:
+                update(done, len(jobs))
+
+        JobPool(ray_address=ray_address).run(
+            case_figures, jobs, lambda _i, result: figures.update(result), advance
+        )
+    return {case_key: figures[case_key] for case_key in sorted(figures)}
+
+
+def case_figures(
+    case: ModelCase,
+    calib_samples: int,
+    holdout: int,
+    out: Path,
+    progress: BuildProgress = SILENT,
+) -> Figures:
+    """One model's figures on each of its targets: the gate's job, local or on a Ray worker."""
     from ran_edge.build.many import build_many
     from ran_edge.build.requests import BuildRequest
 
-    figures: Figures = {}
-    for case in config.models:
-        request = BuildRequest(
-            model=case.spec,
-            targets=tuple(case.targets),
-            out=out,
-            weights=case.weights,
-            input_shape=case.input_shape,
-            name=case.name,  # the entry's label names the folder
-            calib=case.calib,
-            calib_samples=config.calib_samples,
-            holdout=config.holdout,
-            allow_cpu_fallback=True,
-            incremental=True,
-        )
-        for built in build_many(request, progress).builds:
-            figures[entry_key(case.name, built.target.name)] = figures_from_report(built.report)
-    return figures
+    request = BuildRequest(
+        model=case.spec,
+        targets=tuple(case.targets),
+        out=out,
+        weights=case.weights,
+        input_shape=case.input_shape,
+        name=case.name,  # the entry's label names the folder
+        calib=case.calib,
+        calib_samples=calib_samples,
+        holdout=holdout,
+        allow_cpu_fallback=True,
+        incremental=True,
+    )
+    return {
+        entry_key(case.name, built.target.name): figures_from_report(built.report)
+        for built in build_many(request, progress).builds
+    }

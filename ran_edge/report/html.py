@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
 
+from ran_edge.atomic import write_atomic
 from ran_edge.errors import UsageError
 from ran_edge.report import plots
 from ran_edge.report.console import (
@@ -656,17 +655,8 @@ def render_html(
 
 def _write_atomic(path: Path, text: str) -> int:
     """Temp file beside `path`, then one rename: a reader never sees half a page."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = text.encode("utf-8")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, data)
     return len(data)
 
 

@@ -107,15 +107,13 @@ def fit_line(summed: list[float], full: list[float]) -> FittedLine:
     return FittedLine(line, tuple(abs_pct_errors([line(x) for x in summed], full)))
 
 
-def fit_correction(
-    table: CostTable, space: Space, n: int, seed: int, workers: int | None = None
-) -> Fit:
+def fit_correction(table: CostTable, space: Space, n: int, seed: int) -> Fit:
     """Compile `n` networks of the space whole (cached, in parallel), fit total and NPU
     cycles against the table sum."""
     picked = fit_genomes(space, n, seed)
     archs = [space.arch(g) for _, g in picked]
     graphs = [NetworkGraph(a) for a in archs]
-    table.measure_all(graphs, workers, label=f"full networks {table.target.name}")
+    table.measure_all(graphs, label=f"full networks {table.target.name}")
     full = [table.measure(g) for g in graphs]
     summed = [summed_cost(table, a) for a in archs]
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ran_edge.errors import UsageError
+from ran_edge.jobs import JobPool
 from ran_edge.models.arch_file import write_arch
 from ran_edge.models.ran_e_space import (
     ALL_BLOCK_CANDIDATES,
@@ -55,6 +56,7 @@ class SearchRequest:
     out: Path | None = None  # None: build/<name>
     baseline_reports: tuple[Path, ...] = ()  # builds' report.json, marked on the plot
     workers: int | None = None  # table-fill processes (None: cores)
+    ray_address: str | None = None  # a Ray cluster runs the compiles instead (--ray)
     fit: int = 0  # full networks compiled to fit the correction (0: plain table sum)
     candidates: Sequence[Candidate] = ALL_BLOCK_CANDIDATES
 
@@ -98,17 +100,19 @@ def run_search(req: SearchRequest, progress: BuildProgress = SILENT) -> SearchRu
     if not tgt.is_npu:
         raise UsageError(f"target {tgt.name!r} is not an Ethos-U NPU; the search needs one.")
     baselines = [baseline_from_report(Path(p)) for p in req.baseline_reports]  # fail early
+    pool = JobPool(req.workers, req.ray_address)
+    pool.check()
     slots = ran_e_slots(req.resolution)
     check_fit_count(req.fit, len(candidates) ** len(slots))  # before any compile
 
     # The table fill and the fit draw their own progress bars (CostTable.measure_all).
-    table = CostTable(tgt, req.cache_dir)
+    table = CostTable(tgt, req.cache_dir, pool=pool)
     arch0 = Arch(req.resolution, tuple((s, candidates[0]) for s in slots))
     pairs = [(arch0.stem, STEM), (arch0.head, HEAD)] + [(s, c) for s in slots for c in candidates]
-    table.fill(pairs, workers=req.workers)
+    table.fill(pairs)
     space = Space(table.cost, req.resolution, candidates, clock_hz=tgt.npu.clock_hz)
     check_possible(space, limits)  # before the full compiles a fit would spend
-    fitted = fit_correction(table, space, req.fit, req.seed, req.workers) if req.fit else None
+    fitted = fit_correction(table, space, req.fit, req.seed) if req.fit else None
     if fitted is not None:
         space = space.corrected(fitted.total.correction, fitted.npu.correction)
     with progress.stage(f"search {req.budget:,} architectures"):

@@ -57,6 +57,8 @@ class Constraints:
 
     max_macs: int | None = None
     max_params: int | None = None
+    min_macs: int | None = None  # with max_macs: a size band, for comparisons at equal size
+    min_params: int | None = None
     max_sram_kib: float | None = None
     min_nn_mass: int | None = None
     min_nonlinear: int | None = None
@@ -251,6 +253,8 @@ class Space:
         return {
             "max_macs": fixed("macs") + sum(min(c.macs for c in row) for row in self.costs),
             "max_params": self.fixed_params + sum(min(s.params for s in r) for r in self.stats),
+            "min_macs": fixed("macs") + sum(max(c.macs for c in row) for row in self.costs),
+            "min_params": self.fixed_params + sum(max(s.params for s in r) for r in self.stats),
             "max_sram_kib": max(
                 self.stem.sram_bytes,
                 self.head.sram_bytes,
@@ -269,6 +273,8 @@ class Space:
 OPTION = {
     "max_macs": ("--max-macs", "MACs", "smallest"),
     "max_params": ("--max-params", "parameters", "smallest"),
+    "min_macs": ("--min-macs", "MACs", "largest"),
+    "min_params": ("--min-params", "parameters", "largest"),
     "max_sram_kib": ("--max-sram", "KiB peak SRAM", "smallest"),
     "min_nn_mass": ("--min-nn-mass", "NN-Mass", "largest"),
     "min_nonlinear": ("--min-nonlinear", "activation layers", "largest"),
@@ -276,6 +282,8 @@ OPTION = {
 POINT_FIELD = {
     "max_macs": "macs",
     "max_params": "params",
+    "min_macs": "macs",
+    "min_params": "params",
     "max_sram_kib": "sram_kib",
     "min_nn_mass": "nn_mass",
     "min_nonlinear": "nonlinear",

@@ -7,13 +7,11 @@ file read, and a second target reuses the int8 graphs and only reruns Vela (~0.3
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
 from pathlib import Path
 
+from ran_edge.jobs import JobPool
 from ran_edge.models.ran_e_space import Candidate, Slot
 from ran_edge.search.cache import SCHEMA, DiskCache, content_key, target_fingerprint
 from ran_edge.search.compiler import BlockCompiler, LiteRtCompiler
@@ -44,28 +42,59 @@ def measure_graph(
     spec: GraphSpec, target: Target, cache: DiskCache, compiler: BlockCompiler
 ) -> BlockCost:
     """Vela cost of `spec` on `target`: from the cache, else compile (or reuse) and run Vela."""
-    gkey = graph_key(spec, compiler)
-    ckey = cost_key(spec, target, compiler)
-    cached = cache.get_bytes("graphs", ckey)
+    cached = cached_cost(cache, "graphs", cost_key(spec, target, compiler))
     if cached is not None:
-        return BlockCost.from_json(cached.decode())
-    tflite = cache.get_bytes("tflite", gkey)
-    if tflite is None:
-        tflite = compiler.compile(build_graph(spec), spec.input_shape())
-        cache.put_bytes("tflite", gkey, tflite)
-    cost = vela_cost(tflite, target)
-    cache.put_bytes("graphs", ckey, cost.to_json().encode())
-    return cost
+        return cached
+    tflite = cache.get_bytes("tflite", graph_key(spec, compiler))
+    result = cost_graph(spec, target, compiler, tflite)
+    store_cost(cache, spec, target, compiler, result)
+    return BlockCost.from_json(result[1])
 
 
-def _measure_job(
-    spec: GraphSpec, target_source: str, cache_root: str, compiler: BlockCompiler
-) -> None:
-    """Pool worker: one graph, result left in the cache (the parent reads it from there)."""
+def cost_graph(
+    spec: GraphSpec, target: Target, compiler: BlockCompiler, tflite: bytes | None
+) -> tuple[bytes, str]:
+    """(int8 graph, Vela cost as JSON) of one graph: a job for a local process or a Ray task.
+
+    It touches no cache: the caller stores both, so a worker on another machine needs no
+    shared disk, and a failed fill keeps every entry finished before it."""
     import torch
 
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one graph per core; torch's own threads would oversubscribe
-    measure_graph(spec, resolve_target(target_source), DiskCache(Path(cache_root)), compiler)
+    try:
+        if tflite is None:
+            tflite = compiler.compile(build_graph(spec), spec.input_shape())
+        return tflite, vela_cost(tflite, target).to_json()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def cached_cost(cache: DiskCache, kind: str, key: str) -> BlockCost | None:
+    """A cached cost, or None when absent or unreadable (a truncated or foreign file is
+    recomputed and overwritten, never used)."""
+    data = cache.get_bytes(kind, key)
+    if data is None:
+        return None
+    try:
+        return BlockCost.from_json(data.decode())
+    except (UnicodeDecodeError, ValueError, TypeError):
+        return None
+
+
+def store_cost(
+    cache: DiskCache,
+    spec: GraphSpec,
+    target: Target,
+    compiler: BlockCompiler,
+    result: tuple[bytes, str],
+) -> None:
+    """File `cost_graph`'s result under its content keys, entry by entry, atomically."""
+    tflite, cost_json = result
+    gkey = graph_key(spec, compiler)
+    if cache.get_bytes("tflite", gkey) is None:
+        cache.put_bytes("tflite", gkey, tflite)
+    cache.put_bytes("graphs", cost_key(spec, target, compiler), cost_json.encode())
 
 
 def graphs_needed(slot: Slot, cand: Candidate) -> list[GraphSpec]:
@@ -82,10 +111,12 @@ class CostTable:
         target: str | Target,
         cache_dir: Path | str,
         compiler: BlockCompiler | None = None,
+        pool: JobPool | None = None,
     ) -> None:
         self.target = resolve_target(target) if isinstance(target, str) else target
         self.cache = DiskCache(Path(cache_dir))
         self.compiler = compiler or LiteRtCompiler()
+        self.pool = pool or JobPool()
 
     def key(self, slot: Slot, cand: Candidate) -> str:
         """sha256 of the candidate, slot, target profile bytes and tool versions."""
@@ -96,9 +127,9 @@ class CostTable:
     def cost(self, slot: Slot, cand: Candidate) -> BlockCost:
         """The block's cost, compiling in this process whatever is not cached yet."""
         key = self.key(slot, cand)
-        cached = self.cache.get_bytes("blocks", key)
+        cached = cached_cost(self.cache, "blocks", key)
         if cached is not None:
-            return BlockCost.from_json(cached.decode())
+            return cached
         costs = {g: self.measure(g) for g in graphs_needed(slot, cand)}
         cost = costs[BlockGraph(slot, cand)]
         if cand.is_block:  # producer and consumer may be the same frame: subtract both
@@ -113,37 +144,37 @@ class CostTable:
     def is_measured(self, spec: GraphSpec) -> bool:
         """True when the graph's cost on this target is cached (measure is a file read)."""
         key = cost_key(spec, self.target, self.compiler)
-        return self.cache.get_bytes("graphs", key) is not None
+        return cached_cost(self.cache, "graphs", key) is not None
 
-    def fill(self, pairs: Iterable[tuple[Slot, Candidate]], workers: int | None = None) -> None:
-        """Measure every missing entry, one graph per process, with a progress bar."""
+    def fill(self, pairs: Iterable[tuple[Slot, Candidate]]) -> None:
+        """Measure every missing entry, one graph per job, with a progress bar."""
         pairs = list(dict.fromkeys(pairs))
-        missing = [p for p in pairs if self.cache.get_bytes("blocks", self.key(*p)) is None]
+        missing = [p for p in pairs if cached_cost(self.cache, "blocks", self.key(*p)) is None]
         specs = list(dict.fromkeys(g for p in missing for g in graphs_needed(*p)))
-        self.measure_all(specs, workers, label=f"cost table {self.target.name}")
+        self.measure_all(specs, label=f"cost table {self.target.name}")
         for slot, cand in missing:
             self.cost(slot, cand)  # every graph is cached now: only file reads
 
-    def measure_all(
-        self, specs: list[GraphSpec], workers: int | None, label: str, progress: bool = True
-    ) -> None:
-        """Measure the graphs not cached yet, in parallel (spawned processes: torch and fork
-        do not mix); cached ones are skipped so a warm call starts no process."""
-        workers = workers or os.cpu_count() or 1
+    def measure_all(self, specs: list[GraphSpec], label: str, progress: bool = True) -> None:
+        """Measure the graphs not cached yet on the table's pool (local processes or Ray);
+        cached ones are skipped, so a warm call starts no process."""
         specs = [s for s in dict.fromkeys(specs) if not self.is_measured(s)]
         if not specs:
             return
         from ran_edge.search.progress import progress_bar
 
-        with progress_bar(label, len(specs), progress) as advance:
-            if workers == 1:
-                for spec in specs:
-                    self.measure(spec)
-                    advance()
-                return
-            args = (str(self.target.source), str(self.cache.root), self.compiler)
-            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-                futures = [pool.submit(_measure_job, spec, *args) for spec in specs]
-                for future in as_completed(futures):
-                    future.result()
-                    advance()
+        jobs = [
+            (
+                s,
+                self.target,
+                self.compiler,
+                self.cache.get_bytes("tflite", graph_key(s, self.compiler)),
+            )
+            for s in specs
+        ]
+
+        def on_result(index: int, result: tuple[bytes, str]) -> None:
+            store_cost(self.cache, specs[index], self.target, self.compiler, result)
+
+        with progress_bar(f"{label} ({self.pool.where})", len(specs), progress) as advance:
+            self.pool.run(cost_graph, jobs, on_result, advance)

@@ -5,12 +5,14 @@ Real tools on a tiny slot (32 channels at 16x16, three graphs): about 20 s.
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass, field
 
 import pytest
 from torch import nn
 
+from ran_edge.jobs import JobPool
 from ran_edge.models.ran_e_space import Arch
 from ran_edge.search import (
     COLLAPSED,
@@ -74,8 +76,16 @@ def test_cache_hit_does_not_recompile(filled):
 def test_fill_of_cached_entries_does_nothing(filled):
     table, _, costs = filled
     compiler = CountingCompiler()
-    CostTable(TARGET, table.cache.root, compiler).fill([(SLOT, K3), (SLOT, K7)], workers=1)
+    CostTable(TARGET, table.cache.root, compiler, pool=JobPool(1)).fill([(SLOT, K3), (SLOT, K7)])
     assert compiler.calls == 0
+
+
+def test_an_unreadable_cache_entry_is_recomputed_never_used(filled):
+    table, _, costs = filled
+    entry = table.cache.path("blocks", table.key(SLOT, K3))
+    entry.write_text('{"npu_cycles": 1')  # truncated, as a crash of another writer might leave
+    assert table.cost(SLOT, K3) == costs[K3]
+    assert json.loads(entry.read_text())["npu_cycles"] == costs[K3].npu_cycles
 
 
 def test_key_changes_with_target_slot_and_candidate(filled, tmp_path):
