@@ -1,9 +1,9 @@
-"""`ran-edge shrink`: DepthShrinker from the command line.
+"""`ran-edge shrink`: DepthShrinker and RMNet residual removal from the command line.
 
 Flags -> a `ShrinkRequest` -> `ran_edge.shrink.run.run_shrink` (search gates or take
---remove, plan merges by a cost, remove activations, recover, collapse, verify, write
-NAME.pt2 + .json, .state_dict.pt, .py) -> the plan table or the JSON. Build the result with
-`ran-edge build --model NAME.pt2`.
+--remove, plan merges by a cost, remove activations, recover, collapse, verify, with
+--remove-residuals carry identity shortcuts away, write NAME.pt2 + .json, .state_dict.pt,
+.py) -> the plan table or the JSON. Build the result with `ran-edge build --model NAME.pt2`.
 """
 
 from __future__ import annotations
@@ -92,6 +92,21 @@ DEFAULT_HOLDOUT = 64
     type=click.Path(path_type=Path),
     help="Output .pt2 (default: <model>_shrunk.pt2); .json and .state_dict.pt beside it.",
 )
+@click.option(
+    "--remove-residuals",
+    is_flag=True,
+    help="RMNet: remove identity shortcuts exactly by carrying each block's input through "
+    "extra channels (alone, or after --remove-ratio / --remove).",
+)
+@click.option(
+    "--carry-min-scale",
+    type=click.FloatRange(min=0.0),
+    default=1.0,
+    show_default=True,
+    help="With --remove-residuals: keep the residual of a block whose carry must scale its "
+    "input below this to fit a bounded activation (ReLU6); below 1 int8 loses the residual. "
+    "0 removes every residual that can be exact.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for data and training.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
@@ -110,11 +125,14 @@ def shrink(
     cost_name,
     target,
     out,
+    remove_residuals,
+    carry_min_scale,
     seed,
     as_json,
     quiet,
 ) -> None:
-    """Remove activations from MODEL's inverted residuals and collapse them (DepthShrinker).
+    """Remove activations from MODEL's inverted residuals and collapse them (DepthShrinker);
+    remove identity shortcuts exactly (RMNet, --remove-residuals).
 
     \b
     Give either --remove-ratio R (a gate search picks the blocks) or --remove a.b,c.d.
@@ -123,6 +141,8 @@ def shrink(
     included) and written as a .pt2 that `ran-edge build --model` accepts:
       ran-edge shrink tiny_mbnet --weights digits.pt --calib digits.npz --remove-ratio 0.5
       ran-edge build --model tiny_mbnet_shrunk.pt2 --calib digits.npz
+    --remove-residuals alone needs no data and no training (the function is unchanged):
+      ran-edge shrink resnet18 --remove-residuals --out resnet18_plain.pt2
     """
 
     def body() -> None:
@@ -145,6 +165,8 @@ def shrink(
             out=out,
             seed=seed,
             progress=not quiet,
+            remove_residuals=remove_residuals,
+            carry_min_scale=carry_min_scale,
         )
         result = run_shrink(request, RichProgress(not quiet))
         if as_json:
@@ -178,19 +200,10 @@ def _parse_shape(text: str | None) -> tuple[int, ...] | None:
 
 def _print_table(result: ShrinkResult) -> None:
     console = stdout
-    table = Table(title=f"shrink {result.model} (cost: {result.plan.cost})", title_justify="left")
-    for column in ("block", "activations", "merged", "MACs before", "MACs after", "why"):
-        table.add_column(column, justify="right" if column.startswith("MACs") else "left")
-    for block in result.plan.blocks:
-        table.add_row(
-            block.path,
-            "removed" if block.removed else "kept",
-            "yes" if block.merged else "no",
-            f"{block.macs_before:,}",
-            f"{block.macs_after:,}",
-            block.reason,
-        )
-    console.print(table)
+    if result.plan.removed or result.residuals is None:
+        _print_plan(result)
+    if result.residuals is not None:
+        _print_residuals(result)
     console.print(
         f"model MACs {result.macs_before:,} -> {result.macs_after:,}, params "
         f"{result.params_before:,} -> {result.params_after:,}"
@@ -207,9 +220,68 @@ def _print_table(result: ShrinkResult) -> None:
         f"deploy vs shrunk model: max rel err {check.model.max_rel_err:.1e}; collapsed "
         f"blocks on their border ring: {worst_border:.1e}"
     )
+    if result.residual_check is not None:
+        console.print(
+            f"residual-free vs deploy model: max rel err {result.residual_check.max_rel_err:.1e}"
+        )
     files = result.files
     console.print(
         f"[dim]wrote {files.program}, {files.description}, {files.state_dict}, "
         f"{files.factory}\nbuild: ran-edge build --model {files.program}  (or "
         f"--model {files.factory}:make_model for per-module figures)[/dim]"
     )
+
+
+def _print_residuals(result: ShrinkResult) -> None:
+    assert result.residuals is not None
+    table = Table(
+        title=f"residuals removed from {result.model} (bounds {result.residuals.bounds})",
+        title_justify="left",
+    )
+    for column in (
+        "block",
+        "kind",
+        "removed",
+        "extra channels",
+        "input bound",
+        "why / float64 err",
+    ):
+        table.add_column(column, justify="right" if column == "extra channels" else "left")
+    for block in result.residuals.blocks:
+        bound = _bound(block.input_bound)
+        why = block.reason
+        if block.max_abs_err is not None:
+            why += f"; err {block.max_abs_err:.1e}"
+        table.add_row(
+            block.path,
+            block.kind,
+            "yes" if block.removed else "no",
+            str(block.extra_channels),
+            bound,
+            why,
+        )
+    stdout.print(table)
+
+
+def _bound(bound: tuple[float | None, float | None] | None) -> str:
+    if bound is None:
+        return ""
+    lo, hi = bound
+    return f"[{'-inf' if lo is None else f'{lo:.3g}'}, {'inf' if hi is None else f'{hi:.3g}'}]"
+
+
+def _print_plan(result: ShrinkResult) -> None:
+    console = stdout
+    table = Table(title=f"shrink {result.model} (cost: {result.plan.cost})", title_justify="left")
+    for column in ("block", "activations", "merged", "MACs before", "MACs after", "why"):
+        table.add_column(column, justify="right" if column.startswith("MACs") else "left")
+    for block in result.plan.blocks:
+        table.add_row(
+            block.path,
+            "removed" if block.removed else "kept",
+            "yes" if block.merged else "no",
+            f"{block.macs_before:,}",
+            f"{block.macs_after:,}",
+            block.reason,
+        )
+    console.print(table)

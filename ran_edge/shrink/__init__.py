@@ -3,8 +3,10 @@
 DepthShrinker (`gates`: learnable activation gates with a top-k straight-through search;
 `depthshrink`: remove, plan merges by a cost, collapse, verify; `cost`: MACs or Vela cycles
 per block; `distill`: label-free recovery), saving shrunk models (`artifacts`), zoo blocks
-made shrinkable (`adapt`), RAN-i scaling by NN-Mass (`ran_i`) and numerical equivalence
-checks (`verify`). The `shrink` command's pipeline is `run`. Conventions: docs/shrink.md.
+made shrinkable (`adapt`), RAN-i scaling by NN-Mass (`ran_i`), RMNet residual removal
+(`rmnet`, over `residual_chain` and the bound proofs of `intervals`) and numerical
+equivalence checks (`verify`). The `shrink` command's pipeline is `run`. Conventions:
+docs/shrink.md.
 """
 
 from ran_edge.shrink.adapt import to_shrinkable
@@ -53,6 +55,13 @@ from ran_edge.shrink.ran_i import (
     search_scaling,
     uniform_scale,
 )
+from ran_edge.shrink.rmnet import (
+    BlockRemoval,
+    ResidualRemoval,
+    rebuild_without_residuals,
+    remove_residual,
+    remove_residuals,
+)
 from ran_edge.shrink.verify import Equivalence, verify_equivalent
 
 __all__ = [
@@ -60,9 +69,11 @@ __all__ = [
     "Agreement",
     "BlockCost",
     "BlockPlan",
+    "BlockRemoval",
     "Equivalence",
     "GateSearch",
     "GateState",
+    "ResidualRemoval",
     "ScaledConfig",
     "ScalingSearch",
     "SearchResult",
@@ -90,6 +101,9 @@ __all__ = [
     "predict",
     "preset",
     "rebuild_deploy",
+    "rebuild_without_residuals",
+    "remove_residual",
+    "remove_residuals",
     "resolve_cost",
     "save_shrunk",
     "search_removal",

@@ -46,12 +46,13 @@ def rebuild_deploy(description: Path) -> nn.Module:
     """The deploy nn.Module described by a shrink .json, with its saved weights loaded.
 
     Rebuilds the source model (its spec and weights as recorded), applies the plan and the
-    deploy transform, then loads the saved deploy state_dict (strict), so the structure
-    and every value are the shrunk model's.
+    deploy transform (and the recorded residual removal), then loads the saved deploy
+    state_dict (strict), so the structure and every value are the shrunk model's.
     """
     from ran_edge.models import load_model
     from ran_edge.shrink.adapt import to_shrinkable
     from ran_edge.shrink.depthshrink import ShrinkPlan, apply_plan, deploy_shrunk
+    from ran_edge.shrink.rmnet import rebuild_without_residuals
 
     data = read_description(description, FORMAT, "ran-edge shrink")
     source = data["source"]
@@ -61,5 +62,7 @@ def rebuild_deploy(description: Path) -> nn.Module:
     model, _ = to_shrinkable(loaded.module)
     plan = ShrinkPlan.from_dict(data["plan"])
     deploy = deploy_shrunk(apply_plan(model, plan), plan)
+    if data.get("residuals"):
+        deploy = rebuild_without_residuals(deploy, data["residuals"])
     deploy.load_state_dict(load_state_dict(description, data), strict=True)
     return deploy.eval()

@@ -2,8 +2,9 @@
 
 search gates (or take `remove`) -> plan merges by a cost -> remove activations ->
 recover (distillation on the calibration images, or cross-entropy with `labels_npz`) ->
-collapse -> verify -> write NAME.pt2 (+ .json, .state_dict.pt, .py). Build the result with
-`ran-edge build --model NAME.pt2`.
+collapse -> verify -> [remove residuals (RMNet, `remove_residuals`)] -> write NAME.pt2
+(+ .json, .state_dict.pt, .py). Residual removal also runs alone (no search, no training).
+Build the result with `ran-edge build --model NAME.pt2`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from torch import nn
 
 from ran_edge.calib import load_calibration
 from ran_edge.errors import StageError, UsageError
@@ -35,16 +37,23 @@ from ran_edge.shrink.depthshrink import (
 )
 from ran_edge.shrink.distill import Agreement, TrainConfig, TrainResult, agreement, train_student
 from ran_edge.shrink.gates import removal_count
+from ran_edge.shrink.rmnet import ResidualRemoval, remove_residuals
+from ran_edge.shrink.verify import Equivalence, verify_equivalent
 from ran_edge.targets import DEFAULT_TARGET
 
 DEFAULT_CALIB_SAMPLES = 512
 DEFAULT_HOLDOUT = 64
+# Whole-model float32 sanity check of residual removal. Exactness itself is checked per block
+# in float64 (remove_residuals); in float32 an affine carry (t = s x + d, s < 1, through ReLU6)
+# rounds t, which the decode scales by 1/s, so the end-to-end error grows with the proven range.
+RESIDUAL_RTOL = 1e-3
 
 
 @dataclass(frozen=True)
 class ShrinkRequest:
     """Everything `ran-edge shrink` takes. Give exactly one of `remove_ratio` (a gate search
-    picks that fraction of the shrinkable blocks) or `remove` (these module paths)."""
+    picks that fraction of the shrinkable blocks) or `remove` (these module paths), or
+    neither with `remove_residuals` (residual removal alone: no search, no training)."""
 
     model_spec: str  # zoo name or path/to/file.py:factory (not an exported .pt2)
     weights: Path | None = None
@@ -62,6 +71,12 @@ class ShrinkRequest:
     out: Path | None = None  # .pt2; None: <model>_shrunk.pt2
     seed: int = 0
     progress: bool = False  # training progress bars (the CLI: unless --quiet)
+    remove_residuals: bool = False  # RMNet: identity shortcuts carried through, no ADD
+    carry_min_scale: float = 1.0  # refuse carries that scale x down (int8 loses the residual)
+
+    @property
+    def depthshrink(self) -> bool:
+        return self.remove_ratio is not None or self.remove is not None
 
 
 @dataclass(frozen=True)
@@ -110,6 +125,8 @@ class ShrinkResult:
     agreement_after: Agreement | None
     verification: Verification  # deploy vs shrunk train form, borders included
     files: ModelFiles
+    residuals: ResidualRemoval | None = None  # with remove_residuals
+    residual_check: Equivalence | None = None  # residual-free vs deploy model, end to end
 
     @property
     def removed(self) -> tuple[str, ...]:
@@ -144,6 +161,16 @@ class ShrinkResult:
                     p: e.border_max_rel_err for p, e in check.blocks.items()
                 },
             },
+            "residuals": self._residuals(),
+        }
+
+    def _residuals(self) -> dict[str, Any] | None:
+        if self.residuals is None:
+            return None
+        check = self.residual_check
+        return {
+            **self.residuals.to_dict(),
+            "model_max_rel_err": check.max_rel_err if check is not None else None,
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -164,12 +191,74 @@ def run_shrink(req: ShrinkRequest, progress: BuildProgress = SILENT) -> ShrinkRe
         shape = tuple(loaded.input_shape)
         teacher, converted = to_shrinkable(loaded.module)
         teacher.eval()
-        candidates = shrinkable_blocks(teacher)
-        if not candidates:
-            raise UsageError(
-                f"{loaded.name} has no shrinkable blocks (ran_edge.blocks.InvertedResidual "
-                "with activations, or zoo MobileNetV2 / EfficientNet-Lite blocks)."
+    if req.depthshrink:
+        shrink = _shrink_blocks(req, teacher, loaded.name, shape, cost, progress)
+    else:
+        plan = plan_shrink(teacher, (), shape, cost=cost, cost_name=req.cost)
+        shrink = _Shrunk(plan, teacher, None, None, None, None)
+    with progress.stage("collapse + verify (borders included)"):
+        deploy, plan, check = deploy_verified(shrink.model, shrink.plan, shape)
+        if not check.model.equivalent:
+            raise StageError(
+                f"the deploy model differs from the shrunk model (max rel err "
+                f"{check.model.max_rel_err:.2e}); this is a bug, please report it."
             )
+    residuals = residual_check = None
+    if req.remove_residuals:
+        with progress.stage("remove residuals (each block checked in float64)"):
+            residuals = remove_residuals(deploy, min_scale=req.carry_min_scale)
+            residual_check = verify_equivalent(deploy, residuals.model, shape, rtol=RESIDUAL_RTOL)
+            if not residual_check.equivalent:
+                raise StageError(
+                    f"the residual-free model differs from the deploy model (max rel err "
+                    f"{residual_check.max_rel_err:.2e}); this is a bug, please report it."
+                )
+            deploy = residuals.model
+    result = ShrinkResult(
+        model=loaded.name,
+        source=_source(req.model_spec, req.weights),
+        converted_blocks=converted,
+        plan=plan,
+        macs_before=module_macs(teacher, shape),
+        macs_after=module_macs(deploy, shape),
+        params_before=count_params(teacher),
+        params_after=count_params(deploy),
+        gate_search=shrink.search,
+        recovery=shrink.recovery,
+        agreement_before=shrink.agreement_before,
+        agreement_after=shrink.agreement_after,
+        verification=check,
+        files=files,
+        residuals=residuals,
+        residual_check=residual_check,
+    )
+    with progress.stage(f"write {out}"):
+        written = save_shrunk(deploy, shape, out, result.description())
+    return replace(result, files=written)
+
+
+@dataclass(frozen=True)
+class _Shrunk:
+    """DepthShrinker's result before deployment (nothing but the model without it)."""
+
+    plan: ShrinkPlan
+    model: nn.Module  # the shrunk train form (recovered)
+    search: SearchResult | None
+    recovery: Recovery | None
+    agreement_before: Agreement | None
+    agreement_after: Agreement | None
+
+
+def _shrink_blocks(
+    req: ShrinkRequest, teacher: nn.Module, name: str, shape: tuple[int, ...], cost, progress
+) -> _Shrunk:
+    """Search (or take `remove`), plan, remove activations, recover."""
+    candidates = shrinkable_blocks(teacher)
+    if not candidates:
+        raise UsageError(
+            f"{name} has no shrinkable blocks (ran_edge.blocks.InvertedResidual "
+            "with activations, or zoo MobileNetV2 / EfficientNet-Lite blocks)."
+        )
     with progress.stage("load calibration images"):
         data = load_calibration(
             req.calib, shape, num_samples=req.calib_samples, holdout=req.holdout, seed=req.seed
@@ -215,41 +304,18 @@ def run_shrink(req: ShrinkRequest, progress: BuildProgress = SILENT) -> ShrinkRe
         loss = "cross-entropy" if y is not None else "distillation (KL + feature MSE)"
         recovery = Recovery(loss, train)
     after = agreement(shrunk, teacher, holdout_x) if len(holdout_x) else None
-    with progress.stage("collapse + verify (borders included)"):
-        deploy, plan, check = deploy_verified(shrunk, plan, shape)
-        if not check.model.equivalent:
-            raise StageError(
-                f"the deploy model differs from the shrunk model (max rel err "
-                f"{check.model.max_rel_err:.2e}); this is a bug, please report it."
-            )
-    result = ShrinkResult(
-        model=loaded.name,
-        source=_source(req.model_spec, req.weights),
-        converted_blocks=converted,
-        plan=plan,
-        macs_before=module_macs(teacher, shape),
-        macs_after=module_macs(deploy, shape),
-        params_before=count_params(teacher),
-        params_after=count_params(deploy),
-        gate_search=search,
-        recovery=recovery,
-        agreement_before=before,
-        agreement_after=after,
-        verification=check,
-        files=files,
-    )
-    with progress.stage(f"write {out}"):
-        written = save_shrunk(deploy, shape, out, result.description())
-    return replace(result, files=written)
+    return _Shrunk(plan, shrunk, search, recovery, before, after)
 
 
 def _check(req: ShrinkRequest) -> tuple[Path, ModelFiles]:
     """UsageError on a request that cannot run; the output path and its four files."""
 
-    if (req.remove_ratio is None) == (req.remove is None):
+    both = req.remove_ratio is not None and req.remove is not None
+    if both or not (req.depthshrink or req.remove_residuals):
         raise UsageError(
             "give exactly one of --remove-ratio R (search which blocks to remove) or "
-            "--remove a.b,c.d (remove these blocks)."
+            "--remove a.b,c.d (remove these blocks), or --remove-residuals (alone or with "
+            "either)."
         )
     if req.remove_ratio is not None and not 0.0 < req.remove_ratio <= 1.0:
         raise UsageError(f"--remove-ratio must be in (0, 1], got {req.remove_ratio}.")
