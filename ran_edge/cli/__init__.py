@@ -29,6 +29,7 @@ COMMANDS = (
     "regress",
     "advise",
     "shrink",
+    "repnas",
     "search",
     "calibrate-target",
 )

@@ -40,6 +40,7 @@ def loaded_heavy(*args: str) -> tuple[list[str], str]:
         ["report", "--help"],
         ["build", "--help"],
         ["profile", "--help"],
+        ["repnas", "--help"],
     ],
 )
 def test_light_commands_import_no_heavy_package(args):
