@@ -21,8 +21,20 @@ from ran_edge.resources import shipped_dir
 from ran_edge.targets.cortex_a.estimate import estimate_ops
 from ran_edge.targets.loading import TARGET_PATH_ENV, load_target_file, resolve_target
 
-CPU_NAMES = ("host", "cortex-a53", "cortex-a72", "cortex-a76", "rpi3", "rpi-zero2", "rpi4", "rpi5")
+CPU_NAMES = (
+    "host",
+    "cortex-a53",
+    "cortex-a72",
+    "cortex-a76",
+    "rpi3",
+    "rpi-zero2",
+    "rpi4",
+    "rpi5",
+    "neoverse-n1",
+    "neoverse-v1",
+)
 BOARDS = ("rpi3", "rpi-zero2", "rpi4", "rpi5")
+DOTPROD_CORES = ("cortex-a76", "neoverse-n1", "neoverse-v1")  # Armv8.2-A and later
 INT8_MODEL = Path("ethos-u55-128") / "digits_net_make_net_int8.tflite"
 FLOAT_MODEL = Path("ethos-u55-128") / "digits_net_make_net_float.tflite"
 SCHEMA = json.loads(SCHEMA_FILE.read_text())
@@ -95,11 +107,11 @@ def test_boards_figures_from_the_raspberry_pi_documentation():
     assert resolve_target("rpi-zero2").cpu.clock_hz == 1.0e9
 
 
-def test_dot_product_only_on_the_a76():
+def test_dot_product_only_on_armv8_2_and_later_cores():
     for name in CPU_NAMES[1:]:
         cpu = resolve_target(name).cpu
         assert "neon" in cpu.simd, name
-        assert cpu.has_dotprod == (cpu.core == "cortex-a76"), name
+        assert cpu.has_dotprod == (cpu.core in DOTPROD_CORES), name
 
 
 def test_targets_lists_both_kinds():
