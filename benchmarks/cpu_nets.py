@@ -23,7 +23,7 @@ AVERAGE_POOL_2D (the avg-pool VGGs and U-Net), RESIZE_NEAREST_NEIGHBOR (nearest 
 PADV2 (ResNet-18's padded max-pool). TFLite's own kernels run them between delegate
 partitions, as they would for anyone deploying these nets; each such family also has members
 XNNPACK runs whole (max-pool VGGs, custom ResNets, the all-ReLU MobileNetV3, the bilinear
-U-Net). The listing shows them per network (`outside_xnnpack`).
+U-Net). The listing shows them per network (`ops_outside_xnnpack`).
 
 `held_out_networks()` builds the modules (eval mode, seeded weights; BatchNorm statistics
 measured on seeded random inputs as the zoo does, so int8 calibration sees trained-like
@@ -415,47 +415,6 @@ def held_out_networks() -> list[tuple[str, nn.Module, Shape]]:
     return [(net.name, build_net(net), net.input_shape) for net in NETS]
 
 
-# --- listing ----------------------------------------------------------------------------------
-
-
-def outside_xnnpack(model: bytes) -> list[str]:
-    """The ops of an int8 TFLite model that the XNNPACK delegate leaves to TFLite's own kernels.
-
-    LiteRT only says how many delegate partitions there are, so: keep every tensor, fill each
-    op output with a sentinel, run once, and see which outputs TFLite wrote. Tensors inside a
-    partition stay untouched (XNNPACK keeps them in its own workspace) and partition outputs
-    are known, so any other written output belongs to an op TFLite ran itself.
-    """
-    import numpy as np
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(
-        model_content=model, num_threads=1, experimental_preserve_all_tensors=True
-    )
-    interpreter.allocate_tensors()
-    ops = interpreter._get_ops_details()  # the model's ops, then one DELEGATE node per partition
-    partition_outputs = {int(t) for op in ops if op["op_name"] == "DELEGATE" for t in op["outputs"]}
-    model_ops = [op for op in ops if op["op_name"] != "DELEGATE"]
-    for detail in interpreter.get_input_details():
-        interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
-    sentinel = 77
-    watched: dict[int, str] = {}
-    for op in model_ops:
-        out = int(op["outputs"][0])
-        if out in partition_outputs:
-            continue
-        try:
-            current = interpreter.get_tensor(out)
-            interpreter.set_tensor(out, np.full(current.shape, sentinel, current.dtype))
-        except ValueError:  # not a plain buffer (e.g. a constant): cannot tell, skip
-            continue
-        watched[out] = op["op_name"]
-    interpreter.invoke()
-    return [
-        name for out, name in watched.items() if not np.all(interpreter.get_tensor(out) == sentinel)
-    ]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--time", action="store_true", help="time each model at 1 thread")
@@ -467,6 +426,7 @@ def main() -> None:
     from ran_edge.convert.tflite_ops import op_class, read_op_costs
     from ran_edge.quiet import captured_output
     from ran_edge.targets.cortex_a.calibrate import time_model
+    from ran_edge.targets.cortex_a.delegation import ops_outside_xnnpack
     from ran_edge.targets.cortex_a.microbench import build_int8
 
     print(
@@ -487,7 +447,7 @@ def main() -> None:
         reference = sorted({c.op for c in costs if op_class(c.op) == "reference"})
         if reference:
             notes.append(f"reference-class: {','.join(reference)}")
-        outside = Counter(outside_xnnpack(data))
+        outside = Counter(ops_outside_xnnpack(data))
         if outside:
             notes.append("outside XNNPACK: " + ",".join(f"{n}x{k}" for k, n in outside.items()))
         types = ",".join(sorted({c.op for c in costs}))

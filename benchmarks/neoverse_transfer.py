@@ -15,28 +15,11 @@ the scaling factors are themselves unverified, so the band must say so.
 
 from __future__ import annotations
 
-import math
 import sys
-from dataclasses import asdict, replace
 
 from ran_edge.targets.cortex_a.calibrate import cpu_model_table
-from ran_edge.targets.cortex_a.spec import CpuModelParams, UncertaintyBand
+from ran_edge.targets.cortex_a.transfer import transferred_band, transferred_params
 from ran_edge.targets.loading import resolve_target
-
-MAC_RATES = (
-    "conv_macs_per_cycle",
-    "fc_macs_per_cycle",
-    "depthwise_macs_per_cycle",
-    "depthwise_large_macs_per_cycle",
-)
-DATA_RATES = (
-    "elementwise_elements_per_cycle",
-    "pool_elements_per_cycle",
-    "reduce_elements_per_cycle",
-    "copy_bytes_per_cycle",
-    "memory_bytes_per_cycle",
-)
-COLD_RATE = "cold_weight_bytes_per_cycle"
 
 # Per target: factor on rpi5's per-cycle rates, by group, and the transfer factor of the band.
 # N1 is the A76's server derivative with the same 2 x 128-bit NEON pipes: 1.0 throughout.
@@ -49,40 +32,18 @@ FACTORS: dict[str, dict[str, float]] = {
 BASE = "rpi5"
 
 
-def transferred_params(base: CpuModelParams, factors: dict[str, float]) -> CpuModelParams:
-    """`base` with each rate group scaled by its factor (5 significant digits, as the TOMLs)."""
-    values = asdict(base)
-    scaled = {n: _round(values[n] * factors["mac"]) for n in MAC_RATES}
-    scaled |= {n: _round(values[n] * factors["data"]) for n in DATA_RATES}
-    scaled[COLD_RATE] = _round(values[COLD_RATE] * factors["cold"])
-    return replace(base, **scaled)
-
-
-def transferred_band(base: UncertaintyBand, factor: float, name: str) -> UncertaintyBand:
-    """The base band's half-width and a +-`factor` transfer term combined in log space."""
-    low, high = math.log(base.low), math.log(base.high)
-    centre, half = (low + high) / 2, math.hypot((high - low) / 2, math.log(factor))
-    return UncertaintyBand(
-        round(math.exp(centre - half), 4),
-        round(math.exp(centre + half), 4),
-        base.coverage,
-        base.samples,
-        f"transferred: {BASE}'s band ({base.low:.4g}-{base.high:.4g}) widened in log space by "
-        f"an assumed x/{factor:g} for the A76 -> {name} transfer (no Neoverse timing)",
-    )
-
-
-def _round(value: float) -> float:
-    return float(f"{value:.6g}")
-
-
 def main() -> int:
     base = resolve_target(BASE).cpu_model
     if base.band is None:
         raise SystemExit(f"targets/{BASE}.toml has no band to transfer")
     for name, factors in FACTORS.items():
         params = transferred_params(base.params, factors)
-        band = transferred_band(base.band, factors["band"], name)
+        band_source = (
+            f"transferred: {BASE}'s band ({base.band.low:.4g}-{base.band.high:.4g}) widened in "
+            f"log space by an assumed x/{factors['band']:g} for the A76 -> {name} transfer (no "
+            "Neoverse timing)"
+        )
+        band = transferred_band(base.band, factors["band"], band_source)
         source = (
             f"ESTIMATE: the {BASE} fitted per-cycle rates x stated factors (MAC "
             f"{factors['mac']:g}, data {factors['data']:g}, cold weights {factors['cold']:g}); "

@@ -1,7 +1,8 @@
 """A rewritten PyTorch model saved so that `ran-edge build` can build it, and PyTorch rebuild it.
 
-`shrink` and `advise --apply` both end with a model that is the user's network with some
-blocks rewritten. `save_model_files(out=".../name.pt2")` writes four files side by side:
+`shrink`, `repnas` and `advise --apply` each end with a model that is the user's network with
+some blocks rewritten. Each names its `ModelFormat`; `format.save(out=".../name.pt2")` writes
+four files side by side:
 
 - `name.pt2`: a `torch.export` program (eval mode, fixed input shape) that
   `ran-edge build --model name.pt2` builds with no model code;
@@ -13,11 +14,14 @@ blocks rewritten. `save_model_files(out=".../name.pt2")` writes four files side 
   paths (the per-module report then names each rewritten block; a .pt2 has none).
 
 Each file is written to a temporary name and renamed, so a failure leaves no half file.
+`format.load(name.json, restructure)` is the tool's rebuild function: the source model as
+recorded, given the saved structure by the tool, then the saved weights.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +47,15 @@ def spec_stem(spec: str) -> str:
     return Path(spec.split(":")[-1] if ":" in spec else spec).stem
 
 
+def source_record(spec: str, weights: Path | None) -> dict[str, str | None]:
+    """The source model as a saved .json records it (`ModelFormat.load` rebuilds from it): the
+    spec and weights with absolute paths, so the .json rebuilds from anywhere."""
+    path, sep, factory = spec.rpartition(":")
+    if sep and path.endswith(".py"):
+        spec = f"{Path(path).resolve()}:{factory}"
+    return {"model": spec, "weights": str(Path(weights).resolve()) if weights else None}
+
+
 def model_paths(out: Path) -> ModelFiles:
     """The four file names for an output path ending in .pt2 (checked before any work)."""
     out = Path(out)
@@ -56,45 +69,84 @@ def model_paths(out: Path) -> ModelFiles:
     )
 
 
-def save_model_files(
-    module: nn.Module,
-    input_shape: tuple[int, ...],
-    out: Path,
-    description: dict[str, Any],
-    *,
-    format_tag: str,
-    rebuild: str,
-    title: str,
-) -> ModelFiles:
-    """Export `module` and write the four files. `rebuild` is "package.module:function",
-    a function taking the .json path and returning the module with its weights."""
-    files = model_paths(out)
-    module = module.eval()
-    program = torch.export.export(module, (torch.zeros(input_shape),))
-    files.program.parent.mkdir(parents=True, exist_ok=True)
-    tmp = files.program.with_name(f".{files.program.stem}.tmp.pt2")
-    torch.export.save(program, tmp)
-    tmp.replace(files.program)
-    tmp_state = files.state_dict.with_name(f".{files.state_dict.name}.tmp")
-    torch.save(module.state_dict(), tmp_state)
-    tmp_state.replace(files.state_dict)
-    payload = {
-        "format": format_tag,
-        **description,
-        "input_shape": list(input_shape),
-        "files": {"program": files.program.name, "state_dict": files.state_dict.name},
-    }
-    write_atomic(files.description, (json.dumps(payload, indent=2) + "\n").encode())
-    package, function = rebuild.split(":")
-    factory = _FACTORY.format(
-        title=title,
-        package=package,
-        function=function,
-        name=files.description.name,
-        shape=tuple(input_shape),
-    )
-    write_atomic(files.factory, factory.encode())
-    return files
+@dataclass(frozen=True)
+class ModelFormat:
+    """One tool's saved models: the .json's format tag, the tool its messages name, the
+    "package.module:function" that rebuilds a model from its .json (what the .py calls),
+    and the .py's title line."""
+
+    tag: str
+    tool: str
+    rebuild: str
+    title: str
+
+    def save(
+        self,
+        module: nn.Module,
+        input_shape: tuple[int, ...],
+        out: Path,
+        description: dict[str, Any],
+    ) -> ModelFiles:
+        """Export `module` and write the four files (each atomically)."""
+        files = model_paths(out)
+        module = module.eval()
+        program = torch.export.export(module, (torch.zeros(input_shape),))
+        files.program.parent.mkdir(parents=True, exist_ok=True)
+        tmp = files.program.with_name(f".{files.program.stem}.tmp.pt2")
+        torch.export.save(program, tmp)
+        tmp.replace(files.program)
+        tmp_state = files.state_dict.with_name(f".{files.state_dict.name}.tmp")
+        torch.save(module.state_dict(), tmp_state)
+        tmp_state.replace(files.state_dict)
+        payload = {
+            "format": self.tag,
+            **description,
+            "input_shape": list(input_shape),
+            "files": {"program": files.program.name, "state_dict": files.state_dict.name},
+        }
+        write_atomic(files.description, (json.dumps(payload, indent=2) + "\n").encode())
+        package, function = self.rebuild.split(":")
+        factory = _FACTORY.format(
+            title=self.title,
+            package=package,
+            function=function,
+            name=files.description.name,
+            shape=tuple(input_shape),
+        )
+        write_atomic(files.factory, factory.encode())
+        return files
+
+    def read(self, path: Path) -> dict[str, Any]:
+        """The .json `save` wrote, checked to be of this format."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UsageError(f"cannot read {self.tool} description {path}: {exc}") from None
+        if not isinstance(data, dict) or data.get("format") != self.tag:
+            raise UsageError(f"{path} is not a {self.tool} description ({self.tag}).")
+        return data
+
+    def load(
+        self, path: Path, restructure: Callable[[nn.Module, dict[str, Any]], nn.Module]
+    ) -> nn.Module:
+        """The saved model, from its .json: the source model as recorded (spec, weights,
+        input shape), `restructure(source, description)` to give it the saved structure, then
+        the saved state_dict (strict, weights_only), so structure and every value are the
+        saved model's. In eval mode."""
+        from ran_edge.models import load_model
+
+        data = self.read(path)
+        source = data["source"]
+        loaded = load_model(
+            source["model"], weights=source.get("weights"), input_shape=tuple(data["input_shape"])
+        )
+        module = restructure(loaded.module, data)
+        state = torch.load(
+            Path(path).with_name(data["files"]["state_dict"]), map_location="cpu", weights_only=True
+        )
+        module.load_state_dict(state, strict=True)
+        return module.eval()
 
 
 _FACTORY = '''"""{title}
@@ -112,22 +164,3 @@ INPUT_SHAPE = {shape}
 def make_model():
     return {function}(Path(__file__).with_name("{name}"))
 '''
-
-
-def read_description(path: Path, format_tag: str, what: str) -> dict[str, Any]:
-    """The .json written by `save_model_files`, checked to be of `format_tag`."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UsageError(f"cannot read {what} description {path}: {exc}") from None
-    if not isinstance(data, dict) or data.get("format") != format_tag:
-        raise UsageError(f"{path} is not a {what} description ({format_tag}).")
-    return data
-
-
-def load_state_dict(path: Path, data: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """The state_dict named by a description, loaded with weights_only=True."""
-    return torch.load(
-        Path(path).with_name(data["files"]["state_dict"]), map_location="cpu", weights_only=True
-    )

@@ -1,4 +1,5 @@
-"""Shared fixtures: a trained tiny digits model, and one real end-to-end build reused by tests.
+"""Shared fixtures: a trained tiny digits model, one real end-to-end build reused by tests, and
+a python without ai-edge-litert to play a bare board.
 
 Everything runs the real tools (litert-torch, ai-edge-quantizer, LiteRT, Vela) on models
 and data made here: scikit-learn's shipped digits, nothing downloaded.
@@ -7,6 +8,8 @@ and data made here: scikit-learn's shipped digits, nothing downloaded.
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +24,19 @@ from helpers import (
     digits_split,
     run_cli,
 )
+
+
+@pytest.fixture(scope="session")
+def python_without_litert() -> str:
+    """The system python, to play a board without ai-edge-litert (skips where it is absent or
+    has it)."""
+    python = Path("/usr/bin/python3")  # no numpy, no ai-edge-litert on a clean system
+    if not python.is_file():
+        pytest.skip(f"{python} not present to play a board without ai-edge-litert")
+    probe = subprocess.run([str(python), "-c", "import ai_edge_litert"], capture_output=True)
+    if probe.returncode == 0:
+        pytest.skip(f"{python} has ai-edge-litert; it cannot play a board without it")
+    return str(python)
 
 
 @pytest.fixture(scope="module")

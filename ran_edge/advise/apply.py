@@ -18,15 +18,15 @@ from torch import nn
 
 from ran_edge.advise.forms import build_form
 from ran_edge.advise.sites import BlockForm, replaceable_model
-from ran_edge.model_files import (
-    ModelFiles,
-    load_state_dict,
-    read_description,
-    save_model_files,
-)
+from ran_edge.model_files import ModelFiles, ModelFormat
 from ran_edge.models.ran_e_space import Slot
 
-FORMAT = "ran-edge-advised/1"
+ADVISED = ModelFormat(
+    tag="ran-edge-advised/1",
+    tool="ran-edge advise",
+    rebuild="ran_edge.advise.apply:rebuild_advised",
+    title="The network rewritten by `ran-edge advise --apply`, rebuilt with its weights.",
+)
 
 
 @dataclass(frozen=True)
@@ -75,28 +75,15 @@ def save_advised(
         "replacements": [r.to_dict() for r in replacements],
         **record,
     }
-    return save_model_files(
-        model,
-        input_shape,
-        out,
-        description,
-        format_tag=FORMAT,
-        rebuild="ran_edge.advise.apply:rebuild_advised",
-        title="The network rewritten by `ran-edge advise --apply`, rebuilt with its weights.",
-    )
+    return ADVISED.save(model, input_shape, out, description)
 
 
 def rebuild_advised(description: Path) -> nn.Module:
     """The advised nn.Module: the source model as recorded, the same replacements, then
     the saved state_dict (strict), so structure and every value are the advised model's."""
-    from ran_edge.models import load_model
+    return ADVISED.load(description, _advised_form)
 
-    data = read_description(description, FORMAT, "ran-edge advise")
-    source = data["source"]
-    loaded = load_model(
-        source["model"], weights=source.get("weights"), input_shape=tuple(data["input_shape"])
-    )
+
+def _advised_form(source: nn.Module, data: dict) -> nn.Module:
     replacements = [Replacement.from_dict(r) for r in data["replacements"]]
-    model = apply_replacements(replaceable_model(loaded.module), replacements)
-    model.load_state_dict(load_state_dict(description, data), strict=True)
-    return model.eval()
+    return apply_replacements(replaceable_model(source), replacements)

@@ -24,7 +24,7 @@ from ran_edge.build.many import build_loaded
 from ran_edge.calib import CalibrationData, load_calibration
 from ran_edge.errors import UsageError
 from ran_edge.jobs import JobPool
-from ran_edge.model_files import model_paths, spec_stem
+from ran_edge.model_files import model_paths, source_record, spec_stem
 from ran_edge.models import load_model
 from ran_edge.models.loading import LoadedModel
 from ran_edge.progress import BuildProgress
@@ -157,7 +157,7 @@ def _apply(
             student,
             shape,
             out,
-            source={"model": req.model_spec, "weights": _path_or_none(req.weights)},
+            source=source_record(req.model_spec, req.weights),
             replacements=replacements,
             record={
                 "target": target.name,
@@ -183,7 +183,3 @@ def _apply(
         vela_cycles=int(report_metric(built.report, "cycles_total")),
         report=str(built.out_dir / "report.json"),
     )
-
-
-def _path_or_none(path: Path | None) -> str | None:
-    return None if path is None else str(Path(path).resolve())

@@ -20,12 +20,18 @@ from ran_edge.advise.request import (
     AdviseRequest,
     Thresholds,
 )
-from ran_edge.cli.common import RichProgress, parse_input_shape, ray_option, run_command
+from ran_edge.cli.common import (
+    RichProgress,
+    model_flags,
+    output_flags,
+    parse_input_shape,
+    ray_option,
+    run_command,
+)
 from ran_edge.targets import DEFAULT_TARGET
 
 
 @click.command("advise")
-@click.argument("model_spec", metavar="MODEL")
 @click.option(
     "--target",
     "-t",
@@ -33,8 +39,7 @@ from ran_edge.targets import DEFAULT_TARGET
     show_default=True,
     help="Ethos-U target name, alias or .toml path.",
 )
-@click.option("--weights", type=click.Path(path_type=Path), help="state_dict for MODEL.")
-@click.option("--input-shape", help="N,C,H,W of the model input (default: the model's own).")
+@model_flags
 @click.option(
     "--calib",
     help="Images for quantization and, with --apply, distillation: a calibration set name, "
@@ -115,8 +120,7 @@ from ran_edge.targets import DEFAULT_TARGET
     "stay untrained). More samples and epochs recover more; the agreement is printed.",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for data and training.")
-@click.option("--json", "as_json", is_flag=True, help="Print the advice as JSON.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@output_flags("the advice")
 def advise(
     model_spec,
     target,

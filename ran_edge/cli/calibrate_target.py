@@ -10,6 +10,7 @@ import click
 from ran_edge.cli.common import (
     REMOTE_FLAGS,
     RichProgress,
+    output_flags,
     remote_flags,
     remote_host,
     run_command,
@@ -36,8 +37,7 @@ REMOTE_HELP = (
     help="A third of the micro-benchmarks, 8 stacks, fewer passes: a minute instead of "
     "several, a coarser fit and a wider band.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the fit as JSON.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@output_flags("the fit")
 @remote_flags(REMOTE_HELP)
 def calibrate_target(target_name, out, quick, as_json, quiet, **remote_args) -> None:
     """Fit a CPU profile's [cpu_model] to the board you profile: run it there, or time it

@@ -8,17 +8,22 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import click
 from rich.table import Table
 
 from ran_edge.build.requests import DEFAULT_TARGET, CheckRequest
-from ran_edge.cli.common import RichProgress, parse_input_shape, run_command, stdout
+from ran_edge.cli.common import (
+    RichProgress,
+    model_flags,
+    output_flags,
+    parse_input_shape,
+    run_command,
+    stdout,
+)
 
 
 @click.command("check")
-@click.argument("model_spec", metavar="MODEL")
 @click.option(
     "--target",
     "-t",
@@ -26,15 +31,13 @@ from ran_edge.cli.common import RichProgress, parse_input_shape, run_command, st
     multiple=True,
     help=f"Ethos-U target name, alias or .toml path; repeat for several (default: {DEFAULT_TARGET}).",
 )
-@click.option("--weights", type=click.Path(path_type=Path), help="state_dict for MODEL.")
-@click.option("--input-shape", help="N,C,H,W of the model input (default: the model's own).")
+@model_flags
 @click.option(
     "--calib",
     help="Samples to quantize with (placement does not depend on their values; default: the "
     "built-in photos).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@output_flags("the verdict")
 def check(model_spec, target_names, weights, input_shape, calib, as_json, quiet) -> None:
     """Check in seconds whether MODEL maps 100% to the NPU, and what to change if not.
 

@@ -130,6 +130,27 @@ def with_options(fn, options: list):
     return fn
 
 
+def model_flags(fn):
+    """MODEL and how to load it: `check`, `advise`, `shrink` and `repnas` take a PyTorch model."""
+    options = [
+        click.argument("model_spec", metavar="MODEL"),
+        click.option("--weights", type=click.Path(path_type=Path), help="state_dict for MODEL."),
+        click.option(
+            "--input-shape", help="N,C,H,W of the model input (default: the model's own)."
+        ),
+    ]
+    return with_options(fn, options)
+
+
+def output_flags(what: str):
+    """--json (print `what` as JSON instead of tables) and --quiet (no progress output)."""
+    options = [
+        click.option("--json", "as_json", is_flag=True, help=f"Print {what} as JSON."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress output."),
+    ]
+    return lambda fn: with_options(fn, options)
+
+
 def print_builds(builds, as_json: bool, layers: bool) -> None:
     """The view of finished builds: report.json content, or the tables (and a comparison)."""
     if as_json:

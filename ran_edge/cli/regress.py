@@ -7,7 +7,14 @@ from pathlib import Path
 
 import click
 
-from ran_edge.cli.common import RichProgress, ray_option, run_command, stderr, stdout
+from ran_edge.cli.common import (
+    RichProgress,
+    output_flags,
+    ray_option,
+    run_command,
+    stderr,
+    stdout,
+)
 from ran_edge.errors import StageError
 
 
@@ -42,8 +49,7 @@ from ran_edge.errors import StageError
 @ray_option("the builds (one task per model)")
 @click.option("--update", is_flag=True, help="Rewrite the baseline from the current figures.")
 @click.option("--junit", type=click.Path(path_type=Path), help="Also write JUnit XML here.")
-@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@output_flags("the comparison")
 def regress(
     baseline, config_path, reports, out, ray_address, update, junit, as_json, quiet
 ) -> None:

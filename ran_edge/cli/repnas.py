@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING
 import click
 from rich.table import Table
 
-from ran_edge.cli.common import RichProgress, parse_input_shape, run_command, stdout
+from ran_edge.cli.common import (
+    RichProgress,
+    model_flags,
+    output_flags,
+    parse_input_shape,
+    run_command,
+    stdout,
+)
 from ran_edge.errors import UsageError
 
 if TYPE_CHECKING:
@@ -35,7 +42,6 @@ DEFAULT_HOLDOUT = 64
 
 
 @click.command("repnas")
-@click.argument("model_spec", metavar="MODEL")
 @click.option(
     "--data",
     "data",
@@ -56,8 +62,7 @@ DEFAULT_HOLDOUT = 64
     show_default=True,
     help="Candidate branches (identity only where in == out channels and stride 1).",
 )
-@click.option("--weights", type=click.Path(path_type=Path), help="state_dict for MODEL.")
-@click.option("--input-shape", help="N,C,H,W of the model input (default: the model's own).")
+@model_flags
 @click.option(
     "--epochs",
     type=click.IntRange(min=0),
@@ -113,8 +118,7 @@ DEFAULT_HOLDOUT = 64
 @click.option(
     "--seed", type=int, default=0, show_default=True, help="Seed for init and data order."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@output_flags("the result")
 def repnas(
     model_spec,
     data,

@@ -15,8 +15,14 @@ from typing import TYPE_CHECKING
 import click
 from rich.table import Table
 
-from ran_edge.cli.common import RichProgress, run_command, stdout
-from ran_edge.errors import UsageError
+from ran_edge.cli.common import (
+    RichProgress,
+    model_flags,
+    output_flags,
+    parse_input_shape,
+    run_command,
+    stdout,
+)
 from ran_edge.targets import DEFAULT_TARGET
 
 if TYPE_CHECKING:
@@ -28,9 +34,7 @@ DEFAULT_HOLDOUT = 64
 
 
 @click.command("shrink")
-@click.argument("model_spec", metavar="MODEL")
-@click.option("--weights", type=click.Path(path_type=Path), help="state_dict for MODEL.")
-@click.option("--input-shape", help="N,C,H,W of the model input (default: the model's own).")
+@model_flags
 @click.option(
     "--remove-ratio",
     type=float,
@@ -108,8 +112,7 @@ DEFAULT_HOLDOUT = 64
     "0 removes every residual that can be exact.",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for data and training.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@output_flags("the result")
 def shrink(
     model_spec,
     weights,
@@ -151,7 +154,7 @@ def shrink(
         request = ShrinkRequest(
             model_spec=model_spec,
             weights=weights,
-            input_shape=_parse_shape(input_shape),
+            input_shape=parse_input_shape(input_shape),
             remove_ratio=remove_ratio,
             remove=_parse_remove(remove_list),
             calib=calib,
@@ -182,20 +185,6 @@ def _parse_remove(text: str | None) -> tuple[str, ...] | None:
     if text is None:
         return None
     return tuple(p.strip() for p in text.split(",") if p.strip())
-
-
-def _parse_shape(text: str | None) -> tuple[int, ...] | None:
-    if text is None:
-        return None
-    try:
-        shape = tuple(int(v) for v in text.replace("x", ",").split(","))
-    except ValueError:
-        raise UsageError(
-            f"--input-shape {text!r} is not N,C,H,W integers (e.g. 1,3,224,224)."
-        ) from None
-    if len(shape) != 4 or min(shape) < 1 or shape[0] != 1:
-        raise UsageError(f"--input-shape {text!r} must be 1,C,H,W with positive sizes.")
-    return shape
 
 
 def _print_table(result: ShrinkResult) -> None:

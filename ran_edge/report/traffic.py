@@ -29,11 +29,11 @@ class AreaTraffic:
     """One memory area's bytes (read and written, activations and weights) and busy cycles."""
 
     area: str  # one of AREAS
-    activations_read_bytes: int = 0
+    activations_read_bytes: int = 0  # feature maps
     activations_write_bytes: int = 0
     weights_read_bytes: int = 0
     weights_write_bytes: int = 0
-    total_bytes: int = 0  # also scales/biases and lookup tables
+    total_bytes: int = 0  # the above plus scales/biases and lookup tables, both directions
     access_cycles: int = 0
 
     @property
@@ -50,6 +50,17 @@ class AreaTraffic:
     @property
     def idle(self) -> bool:
         return not (self.total_bytes or self.access_cycles)
+
+    def to_json(self) -> dict[str, int]:
+        """The area's entry in report.json (its name is the key)."""
+        return {
+            "activations_read_bytes": self.activations_read_bytes,
+            "activations_write_bytes": self.activations_write_bytes,
+            "weights_read_bytes": self.weights_read_bytes,
+            "weights_write_bytes": self.weights_write_bytes,
+            "total_bytes": self.total_bytes,
+            "access_cycles": self.access_cycles,
+        }
 
     @classmethod
     def from_json(cls, area: str, d: Mapping) -> AreaTraffic:

@@ -14,32 +14,17 @@ from typing import Any
 
 from torch import nn
 
-from ran_edge.model_files import (
-    ModelFiles,
-    load_state_dict,
-    model_paths,
-    read_description,
-    save_model_files,
-)
+from ran_edge.model_files import ModelFiles, ModelFormat, model_paths
 
-FORMAT = "ran-edge-shrunk/1"
+SHRUNK = ModelFormat(
+    tag="ran-edge-shrunk/1",
+    tool="ran-edge shrink",
+    rebuild="ran_edge.shrink.artifacts:rebuild_deploy",
+    title="The shrunk deploy model written by `ran-edge shrink`, rebuilt with its weights.",
+)
 ShrunkFiles = ModelFiles
 shrunk_paths = model_paths
-
-
-def save_shrunk(
-    deploy: nn.Module, input_shape: tuple[int, ...], out: Path, description: dict[str, Any]
-) -> ModelFiles:
-    """Export `deploy` and write the four files (each atomically)."""
-    return save_model_files(
-        deploy,
-        input_shape,
-        out,
-        description,
-        format_tag=FORMAT,
-        rebuild="ran_edge.shrink.artifacts:rebuild_deploy",
-        title="The shrunk deploy model written by `ran-edge shrink`, rebuilt with its weights.",
-    )
+save_shrunk = SHRUNK.save  # (deploy, input_shape, out, description) -> the four files
 
 
 def rebuild_deploy(description: Path) -> nn.Module:
@@ -49,20 +34,17 @@ def rebuild_deploy(description: Path) -> nn.Module:
     deploy transform (and the recorded residual removal), then loads the saved deploy
     state_dict (strict), so the structure and every value are the shrunk model's.
     """
-    from ran_edge.models import load_model
+    return SHRUNK.load(description, _deploy_form)
+
+
+def _deploy_form(source: nn.Module, data: dict[str, Any]) -> nn.Module:
     from ran_edge.shrink.adapt import to_shrinkable
     from ran_edge.shrink.depthshrink import ShrinkPlan, apply_plan, deploy_shrunk
     from ran_edge.shrink.rmnet import rebuild_without_residuals
 
-    data = read_description(description, FORMAT, "ran-edge shrink")
-    source = data["source"]
-    loaded = load_model(
-        source["model"], weights=source.get("weights"), input_shape=tuple(data["input_shape"])
-    )
-    model, _ = to_shrinkable(loaded.module)
+    model, _ = to_shrinkable(source)
     plan = ShrinkPlan.from_dict(data["plan"])
     deploy = deploy_shrunk(apply_plan(model, plan), plan)
     if data.get("residuals"):
         deploy = rebuild_without_residuals(deploy, data["residuals"])
-    deploy.load_state_dict(load_state_dict(description, data), strict=True)
-    return deploy.eval()
+    return deploy

@@ -17,6 +17,7 @@ import contextlib
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -50,6 +51,14 @@ class TrainResult:
     steps: int
     device: str
     seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "epoch_losses": list(self.epoch_losses),
+            "steps": self.steps,
+            "device": self.device,
+            "seconds": round(self.seconds, 2),
+        }
 
 
 @dataclass(frozen=True)

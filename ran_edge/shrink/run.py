@@ -18,11 +18,11 @@ from torch import nn
 
 from ran_edge.calib import load_calibration
 from ran_edge.errors import StageError, UsageError
-from ran_edge.model_files import ModelFiles, spec_stem
+from ran_edge.model_files import ModelFiles, source_record, spec_stem
 from ran_edge.models import count_params, load_model
 from ran_edge.progress import SILENT, BuildProgress
 from ran_edge.shrink.adapt import to_shrinkable
-from ran_edge.shrink.artifacts import save_shrunk, shrunk_paths
+from ran_edge.shrink.artifacts import SHRUNK, shrunk_paths
 from ran_edge.shrink.cost import module_macs, resolve_cost
 from ran_edge.shrink.depthshrink import (
     SearchResult,
@@ -98,13 +98,7 @@ class Recovery:
     train: TrainResult
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "loss": self.loss,
-            "epoch_losses": list(self.train.epoch_losses),
-            "steps": self.train.steps,
-            "device": self.train.device,
-            "seconds": round(self.train.seconds, 2),
-        }
+        return {"loss": self.loss, **self.train.to_json()}
 
 
 @dataclass(frozen=True)
@@ -233,7 +227,7 @@ def run_shrink(req: ShrinkRequest, progress: BuildProgress = SILENT) -> ShrinkRe
         residual_check=residual_check,
     )
     with progress.stage(f"write {out}"):
-        written = save_shrunk(deploy, shape, out, result.description())
+        written = SHRUNK.save(deploy, shape, out, result.description())
     return replace(result, files=written)
 
 
@@ -354,10 +348,7 @@ def load_labels(path: Path, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndar
 
 
 def _source(spec: str, weights: Path | None) -> ShrinkSource:
-    path, sep, factory = spec.rpartition(":")
-    if sep and path.endswith(".py"):
-        spec = f"{Path(path).resolve()}:{factory}"
-    return ShrinkSource(spec, str(Path(weights).resolve()) if weights else None)
+    return ShrinkSource(**source_record(spec, weights))
 
 
 def _agreement(value: Agreement | None) -> dict[str, float] | None:

@@ -334,7 +334,7 @@ def run(*args) -> object:
         (["--remove", " , "], "--remove is empty"),
         (["--remove", "blocks.1", "--out", "x.pt"], "must end in .pt2"),
         (["--remove", "blocks.1", "--cost", "vela", "--target", "nope-9"], "nope-9"),
-        (["--remove", "blocks.1", "--input-shape", "1,1,32"], "1,C,H,W"),
+        (["--remove", "blocks.1", "--input-shape", "1,1,32"], "must be four positive integers"),
     ],
 )
 def test_cli_usage_errors(args, message):

@@ -18,13 +18,13 @@ from torch import nn
 
 from ran_edge.blocks.deploy import to_deploy
 from ran_edge.errors import UsageError
-from ran_edge.model_files import ModelFiles, model_paths, spec_stem
+from ran_edge.model_files import ModelFiles, model_paths, source_record, spec_stem
 from ran_edge.models import count_params, load_model
 from ran_edge.probe import probe_forward
 from ran_edge.progress import SILENT, BuildProgress
 from ran_edge.shrink.cost import module_macs
 from ran_edge.shrink.distill import TrainConfig, TrainResult, accuracy, train_student
-from ran_edge.shrink.repnas.artifacts import save_repnas
+from ran_edge.shrink.repnas.artifacts import REPNAS
 from ran_edge.shrink.repnas.branches import CANDIDATES
 from ran_edge.shrink.repnas.convert import check_budget, find_sites, to_searchable
 from ran_edge.shrink.repnas.data import load_labelled
@@ -106,8 +106,8 @@ class RepnasResult:
             "candidates": list(self.candidates),
             "layers": [layer.to_json() for layer in self.layers],
             "skipped": self.skipped,
-            "search": _train_json(self.search),
-            "finetune": _train_json(self.finetune),
+            "search": self.search.to_json() if self.search is not None else None,
+            "finetune": self.finetune.to_json() if self.finetune is not None else None,
             "holdout_accuracy": self.holdout_accuracy,
             "verification": self.check.to_json(),
             "plain": vars(self.plain),
@@ -168,7 +168,7 @@ def run_repnas(req: RepnasRequest, progress: BuildProgress = SILENT) -> RepnasRe
     held_out = accuracy(deploy, data.holdout_x, data.holdout_y) if req.holdout else None
     result = RepnasResult(
         model=loaded.name,
-        source=_source(req.model_spec, req.weights),
+        source=source_record(req.model_spec, req.weights),
         settings=_settings(req),
         budget=req.budget,
         candidates=tuple(req.candidates),
@@ -182,7 +182,7 @@ def run_repnas(req: RepnasRequest, progress: BuildProgress = SILENT) -> RepnasRe
         deploy=Footprint.of(deploy, shape),
     )
     with progress.stage(f"write {out}"):
-        files = save_repnas(deploy, shape, out, result.description())
+        files = REPNAS.save(deploy, shape, out, result.description())
     return replace(result, files=files)
 
 
@@ -209,25 +209,6 @@ def _check(req: RepnasRequest) -> Path:
     return out
 
 
-def _source(spec: str, weights: Path | None) -> dict[str, str | None]:
-    """The spec with absolute paths, so the saved .json rebuilds from anywhere."""
-    path, sep, factory = spec.rpartition(":")
-    if sep and path.endswith(".py"):
-        spec = f"{Path(path).resolve()}:{factory}"
-    return {"model": spec, "weights": str(Path(weights).resolve()) if weights else None}
-
-
 def _settings(req: RepnasRequest) -> dict[str, Any]:
     names = ("epochs", "finetune_epochs", "lr", "arch_lr", "noise", "batch_size", "holdout", "seed")
     return {**{n: getattr(req, n) for n in names}, "fade": list(req.fade)}
-
-
-def _train_json(train: TrainResult | None) -> dict[str, Any] | None:
-    if train is None:
-        return None
-    return {
-        "epoch_losses": list(train.epoch_losses),
-        "steps": train.steps,
-        "device": train.device,
-        "seconds": round(train.seconds, 2),
-    }

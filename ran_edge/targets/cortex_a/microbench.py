@@ -120,7 +120,9 @@ class _Concat(nn.Module):
         return torch.cat([self.a(x), self.b(x)], 1)
 
 
-class _Head(nn.Module):
+class ClassifierHead(nn.Module):
+    """Global average pooling, then a 10-way fully-connected layer: how every stack ends."""
+
     def __init__(self, c: int) -> None:
         super().__init__()
         self.fc = nn.Linear(c, 10)
@@ -194,7 +196,7 @@ def random_stack(
             cout = int(rng.choice([256, 384, 512, 768, 1024]))
             layers.append(_conv(c, cout, 1))
             c = cout
-    layers.append(_Head(c))
+    layers.append(ClassifierHead(c))
     return nn.Sequential(*layers), (1, 3, hw, hw)
 
 

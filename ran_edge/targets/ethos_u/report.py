@@ -11,7 +11,6 @@ from ran_edge.report.metrics import Metric, unavailable
 from ran_edge.targets.ethos_u.npu_gate import CpuOp, NpuVerdict
 from ran_edge.targets.ethos_u.profile import EthosUProfile
 from ran_edge.targets.ethos_u.system_cost import SystemCost
-from ran_edge.targets.ethos_u.vela_traffic import AreaTraffic
 from ran_edge.targets.loading import target_identity
 
 
@@ -110,19 +109,8 @@ def layer_json(c) -> dict:
         "bound_by": c.layer.bound_by,
     }
     if c.layer.traffic is not None:  # only the areas the op touches
-        row["memory"] = {a.area: area_json(a) for a in c.layer.traffic if not a.idle}
+        row["memory"] = {a.area: a.to_json() for a in c.layer.traffic if not a.idle}
     return row
-
-
-def area_json(a: AreaTraffic) -> dict:
-    return {
-        "activations_read_bytes": a.activations_read_bytes,
-        "activations_write_bytes": a.activations_write_bytes,
-        "weights_read_bytes": a.weights_read_bytes,
-        "weights_write_bytes": a.weights_write_bytes,
-        "total_bytes": a.total_bytes,
-        "access_cycles": a.access_cycles,
-    }
 
 
 def memory_traffic_json(profile: EthosUProfile) -> dict:
@@ -134,7 +122,7 @@ def memory_traffic_json(profile: EthosUProfile) -> dict:
         "npu_busy_pct": 100.0 * s.cycles_npu / s.cycles_total if s.cycles_total else None,
         "weights_area": s.traffic.weights_area,
         "activations_area": s.traffic.activations_area,
-        "areas": {a.area: area_json(a) for a in s.traffic.areas},
+        "areas": {a.area: a.to_json() for a in s.traffic.areas},
         "per_layer": all(layer.traffic is not None for layer in profile.vela.layers),
     }
 

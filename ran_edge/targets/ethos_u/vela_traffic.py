@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ran_edge.errors import StageError
+from ran_edge.report.traffic import AREAS, AreaTraffic
 
-# Vela's memory areas as the summary CSV prefixes them (MemArea.identifier_name); SHRAM, the
-# NPU's internal buffer, is left out as Vela's summary leaves it out.
-AREAS = ("sram", "dram", "on_chip_flash", "off_chip_flash")
+# AREAS, the report's memory areas, are Vela's as the summary CSV prefixes them
+# (MemArea.identifier_name); SHRAM, the NPU's internal buffer, is left out as Vela's summary
+# leaves it out. AreaTraffic, the report's record of one area, is filled here from Vela's.
 # The debug database's memory names (lower-cased) as AREAS ids.
 _DB_AREAS = {
     "sram": "sram",
@@ -38,23 +39,6 @@ _DB_BYTES = re.compile(r"^(sram|dram|onchipflash|offchipflash)([a-z]+)_(read|wri
 # `Sram_ac`, ... in the `perf` table: the op's access cycles per memory, as the per-layer CSV
 # has them (perf_debug's per-purpose `_ac` are rounded each, so their sum can be 1 cycle off).
 _DB_CYCLES = re.compile(r"^(sram|dram|onchipflash|offchipflash)_ac$")
-
-
-@dataclass(frozen=True)
-class AreaTraffic:
-    """What one memory area moved for a network or an op, and the cycles it was busy."""
-
-    area: str  # one of AREAS
-    activations_read_bytes: int = 0  # feature maps
-    activations_write_bytes: int = 0
-    weights_read_bytes: int = 0
-    weights_write_bytes: int = 0
-    total_bytes: int = 0  # the above plus scales/biases and lookup tables, both directions
-    access_cycles: int = 0
-
-    @property
-    def idle(self) -> bool:
-        return not (self.total_bytes or self.access_cycles)
 
 
 @dataclass(frozen=True)

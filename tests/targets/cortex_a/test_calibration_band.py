@@ -18,7 +18,7 @@ from ran_edge.quiet import captured_output
 from ran_edge.targets.cortex_a.batch_timing import measure_samples_here
 from ran_edge.targets.cortex_a.calibrate import Calibration, calibrate_target, cpu_model_table
 from ran_edge.targets.cortex_a.estimate import estimate_ops
-from ran_edge.targets.cortex_a.microbench import build_int8, stacks
+from ran_edge.targets.cortex_a.microbench import ClassifierHead, build_int8, stacks
 from ran_edge.targets.cortex_a.spec import parse_cpu_model
 from ran_edge.targets.loading import TARGET_PATH_ENV, resolve_target
 
@@ -27,15 +27,6 @@ pytestmark = pytest.mark.slow  # the converter and real timings
 
 def _cr(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Module:
     return nn.Sequential(nn.Conv2d(cin, cout, k, stride, k // 2), nn.ReLU())
-
-
-class _Head(nn.Module):
-    def __init__(self, c: int) -> None:
-        super().__init__()
-        self.fc = nn.Linear(c, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
 
 
 class _Basic(nn.Module):
@@ -89,20 +80,22 @@ def _networks() -> list[tuple[str, nn.Module, tuple[int, int, int, int]]]:
         _cr(3, 16), _cr(16, 16), nn.MaxPool2d(2),
         _cr(16, 32), _cr(32, 32), nn.MaxPool2d(2),
         _cr(32, 64), _cr(64, 64), nn.MaxPool2d(2),
-        _Head(64),
+        ClassifierHead(64),
     )  # fmt: skip
     resnet = nn.Sequential(
         _cr(3, 16, 3, 2),
         _Basic(16, 16, 1), _Basic(16, 32, 2), _Basic(32, 32, 1), _Basic(32, 64, 2),
-        _Head(64),
+        ClassifierHead(64),
     )  # fmt: skip
     mobilenet_v1 = nn.Sequential(
         _cr(3, 16, 3, 2),
         _separable(16, 32, 3, 1), _separable(32, 64, 5, 2), _separable(64, 64, 5, 1),
         _separable(64, 128, 3, 2), _separable(128, 128, 3, 1),
-        _Head(128),
+        ClassifierHead(128),
     )  # fmt: skip
-    wide_shallow = nn.Sequential(_cr(3, 64, 3, 2), _cr(64, 96, 3, 2), _cr(96, 96), _Head(96))
+    wide_shallow = nn.Sequential(
+        _cr(3, 64, 3, 2), _cr(64, 96, 3, 2), _cr(96, 96), ClassifierHead(96)
+    )
     return [
         ("mobilenet_v2_035_96", mobilenet, (1, 3, 96, 96)),
         ("vgg_96", vgg, (1, 3, 96, 96)),

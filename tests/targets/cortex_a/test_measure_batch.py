@@ -24,7 +24,6 @@ from ran_edge.targets.cortex_a.remote import RemoteHost
 
 SCRIPT = Path(measure_module.__file__)
 PREFIX = measure_module.PROGRESS_PREFIX
-SYSTEM_PYTHON = Path("/usr/bin/python3")  # a python without numpy / ai-edge-litert
 
 
 def tiny_add(n: int) -> bytes:
@@ -128,13 +127,8 @@ def test_batch_missing_file_exits_4(tmp_path):
     assert "absent.tflite" in json.loads(done.stdout)["message"]
 
 
-def test_batch_without_runtime_exits_3(models):
-    if not SYSTEM_PYTHON.is_file():
-        pytest.skip(f"{SYSTEM_PYTHON} not present to play a board without ai-edge-litert")
-    probe = subprocess.run([str(SYSTEM_PYTHON), "-c", "import ai_edge_litert"], capture_output=True)
-    if probe.returncode == 0:
-        pytest.skip(f"{SYSTEM_PYTHON} has ai-edge-litert; it cannot play a board without it")
-    done = _run("--batch", *models, "--json", python=str(SYSTEM_PYTHON))
+def test_batch_without_runtime_exits_3(models, python_without_litert):
+    done = _run("--batch", *models, "--json", python=python_without_litert)
     assert done.returncode == measure_module.EXIT_NO_RUNTIME
     assert json.loads(done.stdout)["error"] == "no_runtime"
 
@@ -220,13 +214,8 @@ def test_measure_samples_remote_keeps_measure_samples_contract(local_board):
     assert list(local_board.iterdir()) == []  # the remote folder is removed
 
 
-def test_measure_samples_remote_without_runtime_names_the_fix(local_board):
-    if not SYSTEM_PYTHON.is_file():
-        pytest.skip(f"{SYSTEM_PYTHON} not present to play a board without ai-edge-litert")
-    probe = subprocess.run([str(SYSTEM_PYTHON), "-c", "import ai_edge_litert"], capture_output=True)
-    if probe.returncode == 0:
-        pytest.skip(f"{SYSTEM_PYTHON} has ai-edge-litert; it cannot play a board without it")
-    remote = LocalShell("board", python=str(SYSTEM_PYTHON))
+def test_measure_samples_remote_without_runtime_names_the_fix(local_board, python_without_litert):
+    remote = LocalShell("board", python=python_without_litert)
     with pytest.raises(UsageError) as info:
         batch_timing.measure_samples_remote(remote, [("a", tiny_add(16), ())], (1,))
     message = str(info.value)

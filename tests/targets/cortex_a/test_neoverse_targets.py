@@ -13,26 +13,14 @@ from helpers import run_cli
 from ran_edge.convert.tflite_ops import OpCost
 from ran_edge.report.metrics import metric_value
 from ran_edge.targets.cortex_a.estimate import estimate_ops
+from ran_edge.targets.cortex_a.transfer import transferred_band, transferred_params
 from ran_edge.targets.loading import TARGET_PATH_ENV, resolve_target
 
 INT8_MODEL = Path("ethos-u55-128") / "digits_net_make_net_int8.tflite"
-MAC_RATES = (
-    "conv_macs_per_cycle",
-    "fc_macs_per_cycle",
-    "depthwise_macs_per_cycle",
-    "depthwise_large_macs_per_cycle",
-)
-DATA_RATES = (
-    "elementwise_elements_per_cycle",
-    "pool_elements_per_cycle",
-    "reduce_elements_per_cycle",
-    "copy_bytes_per_cycle",
-    "memory_bytes_per_cycle",
-)
-# the factors stated in the profiles' comments (and benchmarks/neoverse_transfer.py)
+# the factors stated in the profiles' comments (MAC, data and cold-weight rates, band)
 FACTORS = {
-    "neoverse-n1": {"mac": 1.0, "data": 1.0, "cold": 1.0},
-    "neoverse-v1": {"mac": 2.0, "data": 1.5, "cold": 1.5},
+    "neoverse-n1": {"mac": 1.0, "data": 1.0, "cold": 1.0, "band": 1.15},
+    "neoverse-v1": {"mac": 2.0, "data": 1.5, "cold": 1.5, "band": 1.30},
 }
 
 
@@ -81,19 +69,11 @@ def test_graviton_aliases():
 @pytest.mark.parametrize("name", FACTORS)
 def test_rates_are_rpi5s_times_the_stated_factors(name):
     """The transfer is exactly what the profile says: rpi5's rates x a factor per group."""
-    base = asdict(resolve_target("rpi5").cpu_model.params)
+    rpi5 = resolve_target("rpi5").cpu_model.params
     model = resolve_target(name).cpu_model
-    params, factors = asdict(model.params), FACTORS[name]
     assert model.source.startswith("ESTIMATE")
-    for key, value in params.items():
-        factor = 1.0
-        if key in MAC_RATES:
-            factor = factors["mac"]
-        elif key in DATA_RATES:
-            factor = factors["data"]
-        elif key == "cold_weight_bytes_per_cycle":
-            factor = factors["cold"]
-        assert value == pytest.approx(base[key] * factor, rel=1e-5), key
+    expected = transferred_params(rpi5, FACTORS[name])
+    assert asdict(model.params) == pytest.approx(asdict(expected), rel=1e-5)
 
 
 def test_band_is_rpi5s_widened_for_the_transfer():
@@ -102,7 +82,9 @@ def test_band_is_rpi5s_widened_for_the_transfer():
     v1 = resolve_target("neoverse-v1").cpu_model.band
     assert n1 is not None and v1 is not None
     assert v1.low < n1.low < rpi5.low <= 1.0 <= rpi5.high < n1.high < v1.high
-    for band in (n1, v1):
+    for name, band in (("neoverse-n1", n1), ("neoverse-v1", v1)):
+        expected = transferred_band(rpi5, FACTORS[name]["band"], band.source)
+        assert band == expected
         assert band.coverage == 0.9 and band.samples == rpi5.samples
         assert band.source.startswith("transferred") and "assumed" in band.source
 

@@ -31,7 +31,6 @@ from ran_edge.targets.loading import TARGET_PATH_ENV, load_target_file
 
 SSHD = Path("/usr/sbin/sshd")
 INT8_MODEL = Path("ethos-u55-128") / "digits_net_make_net_int8.tflite"
-SYSTEM_PYTHON = Path("/usr/bin/python3")  # a python without numpy / ai-edge-litert
 
 
 @dataclass(frozen=True)
@@ -184,17 +183,12 @@ def test_build_measures_the_board_remotely_and_the_host_here(sshd, digits_model,
     assert "targets side by side" in result.stdout
 
 
-def test_board_without_litert(sshd, digits_build, tmp_path):
-    if not SYSTEM_PYTHON.is_file():
-        pytest.skip(f"{SYSTEM_PYTHON} not present to play a board without ai-edge-litert")
-    probe = subprocess.run([str(SYSTEM_PYTHON), "-c", "import ai_edge_litert"], capture_output=True)
-    if probe.returncode == 0:
-        pytest.skip(f"{SYSTEM_PYTHON} has ai-edge-litert; it cannot play a board without it")
+def test_board_without_litert(sshd, digits_build, tmp_path, python_without_litert):
     out = tmp_path / "out"
     before = _remote_dirs()
     model = digits_build.model_dir / INT8_MODEL
     result = run_cli(
-        "profile", model, "--target", "host", *sshd.args(str(SYSTEM_PYTHON)), "--out", out, "-q"
+        "profile", model, "--target", "host", *sshd.args(python_without_litert), "--out", out, "-q"
     )
     assert result.exit_code == 2, result.output
     message = _error(result)
@@ -298,15 +292,10 @@ def test_calibrate_target_unreachable_remote(tmp_path):
     assert time.monotonic() - start < 30  # checked before building the benchmarks
 
 
-def test_calibrate_target_board_without_litert(sshd, tmp_path):
-    if not SYSTEM_PYTHON.is_file():
-        pytest.skip(f"{SYSTEM_PYTHON} not present to play a board without ai-edge-litert")
-    probe = subprocess.run([str(SYSTEM_PYTHON), "-c", "import ai_edge_litert"], capture_output=True)
-    if probe.returncode == 0:
-        pytest.skip(f"{SYSTEM_PYTHON} has ai-edge-litert; it cannot play a board without it")
+def test_calibrate_target_board_without_litert(sshd, tmp_path, python_without_litert):
     path = tmp_path / "host.toml"
     result = run_cli(
-        "calibrate-target", "--target", "host", "--quick", *sshd.args(str(SYSTEM_PYTHON)),
+        "calibrate-target", "--target", "host", "--quick", *sshd.args(python_without_litert),
         "--out", path, "-q",
     )  # fmt: skip
     assert result.exit_code == 2, result.output
