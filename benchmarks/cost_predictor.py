@@ -6,7 +6,11 @@ network with Vela, fits `full = a * sum + b` per target on the first `--fit` net
 scores it on the rest. Prints median and worst absolute percentage error per target.
 
     .venv/bin/python benchmarks/cost_predictor.py            # 30 networks at 128x128
-    .venv/bin/python benchmarks/cost_predictor.py --archs 40 --resolution 224
+    .venv/bin/python benchmarks/cost_predictor.py --archs 30 --resolution 224 \
+        --target ethos-u55-128 --target ethos-u65-256 --target ethos-u85-256
+
+The "sum + context" column adds the measured context terms (`ran_edge.search.context`:
+17 whole networks per resolution, no fit to the scored networks).
 
 Everything is cached under --cache: a rerun only recomputes what changed.
 """
@@ -24,6 +28,7 @@ from rich.table import Table
 
 from ran_edge.jobs import JobPool
 from ran_edge.search import CostTable, LinearCorrection, random_arch, summed_cost
+from ran_edge.search.context import context_networks, context_terms
 from ran_edge.search.graphs import NetworkGraph
 from ran_edge.search.predictor import abs_pct_errors
 
@@ -61,29 +66,44 @@ def main() -> None:
         f"{args.resolution}x{args.resolution}, correction fitted on {args.fit}, "
         f"scored on {args.archs - args.fit} (median / worst abs % error)"
     )
-    for col in ("target", "cycles", "sum only (all nets)", "sum + linear fit (held out)", "fit"):
+    columns = (
+        "target",
+        "cycles",
+        "sum only (all nets)",
+        "sum + context (all nets, no fit)",
+        "sum + linear fit (held out)",
+        "fit",
+    )
+    for col in columns:
         table_out.add_column(col)
     for name in targets:
         table = CostTable(name, args.cache, pool=JobPool(args.workers))
         table.fill(pairs)
-        table.measure_all(networks, label=f"full networks {name}")
+        context = context_networks(args.resolution)
+        table.measure_all([*networks, *context], label=f"full networks {name}")
         full = [table.measure(n) for n in networks]
         summed = [summed_cost(table, a) for a in archs]
+        terms = context_terms(table.measure, table.cost, args.resolution)
         for field in ("total_cycles", "npu_cycles"):
             s = [float(getattr(c, field)) for c in summed]
             f = [float(getattr(c, field)) for c in full]
             fit = LinearCorrection.fit(s[: args.fit], f[: args.fit])
             held = [fit(x) for x in s[args.fit :]]
+            in_context = "(total cycles only)"
+            if field == "total_cycles":
+                in_context = _errors([x + terms.total(a) for x, a in zip(s, archs, strict=True)], f)
             table_out.add_row(
                 table.target.name,
                 field,
                 _errors(s, f),
+                in_context,
                 _errors(held, f[args.fit :]),
                 f"{fit.scale:.3f} x + {fit.offset:,.0f}",
             )
     console.print(table_out)
     console.print(
-        f"{len(pairs)} table entries, {len(networks)} networks, "
+        f"{len(pairs)} table entries, {len(networks)} networks (+{len(context)} for the "
+        "context terms), "
         f"{time.perf_counter() - start:.0f} s (cache: {args.cache})"
     )
 

@@ -79,6 +79,14 @@ if TYPE_CHECKING:
 )
 @ray_option("the table fill and the --fit compiles")
 @click.option(
+    "--context",
+    is_flag=True,
+    help="Add measured context terms to the table sum: what a whole network costs beyond "
+    "its blocks' sandwiches, and what collapsing each block does to its neighbours (17 whole "
+    "networks compiled once per target and resolution, cached; no fit). Makes U65/U85 "
+    "totals usable at 224 without --fit (docs/search.md).",
+)
+@click.option(
     "--fit",
     type=int,
     default=0,
@@ -105,6 +113,7 @@ def search(
     baseline_reports: tuple[Path, ...],
     workers: int | None,
     ray_address: str | None,
+    context: bool,
     fit: int,
     as_json: bool,
 ) -> None:
@@ -144,6 +153,7 @@ def search(
             baseline_reports=tuple(baseline_reports),
             workers=workers,
             ray_address=ray_address,
+            context=context,
             fit=fit,
         )
         result = run_search(request, RichProgress(True))
@@ -157,6 +167,13 @@ def search(
 
 def _print_summary(result: SearchRunResult) -> None:
     found = result.search
+    if result.context is not None:
+        terms = result.context
+        collapse = ", ".join(f"{t:+,}" for t in terms.collapse)
+        click.echo(
+            f"context terms (whole networks): base {terms.base:+,} cycles; per collapsed "
+            f"block {collapse}"
+        )
     if result.fit is not None:
         total = result.fit.total.summary()
         click.echo(

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from ran_edge.errors import UsageError
 from ran_edge.models.ran_e_space import COLLAPSED
 from ran_edge.search.graphs import NetworkGraph
-from ran_edge.search.predictor import LinearCorrection, abs_pct_errors, summed_cost
+from ran_edge.search.predictor import LinearCorrection, abs_pct_errors
 from ran_edge.search.search import Space
 from ran_edge.search.table import CostTable
 
@@ -109,13 +109,14 @@ def fit_line(summed: list[float], full: list[float]) -> FittedLine:
 
 def fit_correction(table: CostTable, space: Space, n: int, seed: int) -> Fit:
     """Compile `n` networks of the space whole (cached, in parallel), fit total and NPU
-    cycles against the table sum."""
+    cycles against what the uncorrected space predicts (the table sum, plus the context
+    terms when the space has them)."""
     picked = fit_genomes(space, n, seed)
     archs = [space.arch(g) for _, g in picked]
     graphs = [NetworkGraph(a) for a in archs]
     table.measure_all(graphs, label=f"full networks {table.target.name}")
     full = [table.measure(g) for g in graphs]
-    summed = [summed_cost(table, a) for a in archs]
+    summed = [space.evaluate(g) for _, g in picked]
 
     def line(field: str) -> FittedLine:
         return fit_line(

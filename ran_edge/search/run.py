@@ -25,6 +25,7 @@ from ran_edge.models.ran_e_space import (
     ran_e_slots,
 )
 from ran_edge.progress import SILENT, BuildProgress
+from ran_edge.search.context import ContextTerms, context_networks, context_terms
 from ran_edge.search.fit import IDENTITY_NOTE, Fit, check_fit_count, fit_correction
 from ran_edge.search.pareto_plot import Marker, baseline_from_report, write_pareto_png
 from ran_edge.search.search import (
@@ -58,6 +59,7 @@ class SearchRequest:
     workers: int | None = None  # table-fill processes (None: cores)
     ray_address: str | None = None  # a Ray cluster runs the compiles instead (--ray)
     fit: int = 0  # full networks compiled to fit the correction (0: plain table sum)
+    context: bool = False  # add the measured context terms (17 whole networks, cached)
     candidates: Sequence[Candidate] = ALL_BLOCK_CANDIDATES
 
     @property
@@ -72,6 +74,7 @@ class SearchRunResult:
     target: str  # the resolved target's name
     search: SearchResult  # the space, Pareto front, chosen point, references
     fit: Fit | None  # the fitted correction (None: --fit 0, identity)
+    context: ContextTerms | None  # the measured context terms (None: --context off)
     arch: Path  # <out>/<name>.json
     plot: Path  # <out>/pareto.png
 
@@ -83,6 +86,7 @@ class SearchRunResult:
         return {
             **result_json(self.search),
             "fit": self.fit.summary() if self.fit is not None else None,
+            "context": self.context.to_json() if self.context is not None else None,
             "target": self.target,
             "arch": str(self.arch),
             "plot": str(self.plot),
@@ -110,7 +114,13 @@ def run_search(req: SearchRequest, progress: BuildProgress = SILENT) -> SearchRu
     arch0 = Arch(req.resolution, tuple((s, candidates[0]) for s in slots))
     pairs = [(arch0.stem, STEM), (arch0.head, HEAD)] + [(s, c) for s in slots for c in candidates]
     table.fill(pairs)
-    space = Space(table.cost, req.resolution, candidates, clock_hz=tgt.npu.clock_hz)
+    terms = None
+    if req.context:
+        networks = context_networks(req.resolution)
+        table.measure_all(networks, label=f"context networks {tgt.name}")
+        terms = context_terms(table.measure, table.cost, req.resolution)
+    clock = tgt.npu.clock_hz
+    space = Space(table.cost, req.resolution, candidates, clock_hz=clock, context=terms)
     check_possible(space, limits)  # before the full compiles a fit would spend
     fitted = fit_correction(table, space, req.fit, req.seed) if req.fit else None
     if fitted is not None:
@@ -126,11 +136,16 @@ def run_search(req: SearchRequest, progress: BuildProgress = SILENT) -> SearchRu
         space.arch(best.genome),
         name=name,
         target=tgt.name,
-        predicted={**best.figures(), "correction": fit_summary or IDENTITY_NOTE},
+        predicted={
+            **best.figures(),
+            "correction": fit_summary or IDENTITY_NOTE,
+            "context": terms.to_json() if terms is not None else None,
+        },
         search={
             "seed": req.seed,
             "budget": req.budget,
             "fit": req.fit,
+            "context": req.context,
             "constraints": {k: v for k, v in asdict(limits).items() if v is not None},
         },
     )
@@ -143,4 +158,4 @@ def run_search(req: SearchRequest, progress: BuildProgress = SILENT) -> SearchRu
         [*markers, *baselines],
         f"RAN-e search on {tgt.name} at {req.resolution}x{req.resolution}",
     )
-    return SearchRunResult(tgt.name, result, fitted, arch_path, plot)
+    return SearchRunResult(tgt.name, result, fitted, terms, arch_path, plot)

@@ -24,7 +24,7 @@ import copy
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 from torch import nn
@@ -43,6 +43,7 @@ from ran_edge.models.ran_e_space import (
     build_block,
     ran_e_slots,
 )
+from ran_edge.search.context import ContextTerms
 from ran_edge.search.cost import BlockCost
 from ran_edge.search.predictor import LinearCorrection
 
@@ -151,6 +152,7 @@ class Space:
         clock_hz: float = 1e9,
         total: LinearCorrection = IDENTITY,
         npu: LinearCorrection = IDENTITY,
+        context: ContextTerms | None = None,
     ) -> None:
         if not candidates:
             raise UsageError("the search needs at least one candidate block.")
@@ -175,6 +177,16 @@ class Space:
                     for c in self.candidates
                 ]
             )
+        self.context = context
+        self.pair_terms: tuple[int, ...] = ()  # added in evaluate(): not one slot's
+        if context is not None:  # base and single-block terms folded into the costs
+            self.stem = replace(self.stem, total_cycles=self.stem.total_cycles + context.base)
+            for row, term in zip(self.costs, context.collapse, strict=True):
+                for j, cand in enumerate(self.candidates):
+                    if cand == COLLAPSED:
+                        row[j] = replace(row[j], total_cycles=row[j].total_cycles + term)
+            if COLLAPSED in self.candidates:
+                self.pair_terms = context.pair
 
     def pairs(self) -> list[tuple[Slot, Candidate]]:
         return [(s, c) for s in self.slots for c in self.candidates]
@@ -221,6 +233,11 @@ class Space:
             params += st.params
             act_layers += st.act_layers
             mass += 2 * st.act_layers * self.slots[i].cout
+        if self.pair_terms:
+            c = self.candidates.index(COLLAPSED)
+            for i, term in enumerate(self.pair_terms):
+                if genome[i] == c and genome[i + 1] == c:
+                    total += term
         total_pred = max(self.total(total), 1.0)
         return Point(
             genome=genome,

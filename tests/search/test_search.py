@@ -27,6 +27,7 @@ from ran_edge.search import (
     Slot,
     summed_cost,
 )
+from ran_edge.search.context import context_networks
 from ran_edge.search.fit import IDENTITY_NOTE, fit_genomes, fit_line
 from ran_edge.search.graphs import NetworkGraph
 from ran_edge.search.search import (
@@ -334,3 +335,29 @@ def test_cli_rejects_a_bad_fit_before_compiling(tmp_path, monkeypatch):
     assert res.exit_code == 2 and "--fit -2" in res.output
     res = _cli(cache, tmp_path / "o", "--fit", "1")
     assert res.exit_code == 2 and "at least 2 full compiles" in res.output
+
+
+def test_cli_context_adds_the_terms_measured_on_whole_networks(tmp_path, monkeypatch):
+    """The context networks are written into the cache as synthetic Vela figures (table
+    sum + 9,000, collapsing block 4 costs 700 more); --context must predict exactly that."""
+    cache = tmp_path / "cache"
+    table = prefill(cache)
+    for graph in context_networks(RES):
+        s = summed_cost(table, graph.arch)
+        extra = 9_000 + (700 if graph.arch.blocks[4][1] == COLLAPSED else 0)
+        full = BlockCost(s.npu_cycles, s.total_cycles + extra, s.sram_bytes, s.weight_bytes, s.macs)
+        key = cost_key(graph, table.target, table.compiler)
+        table.cache.put_bytes("graphs", key, full.to_json().encode())
+    monkeypatch.setattr(LiteRtCompiler, "compile", _no_compile)
+    res = _cli(cache, tmp_path / "ctx", "--context")
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert data["context"]["base"] == 9_000
+    assert data["context"]["collapse"] == [700 if i == 4 else 0 for i in range(16)]
+    assert data["context"]["pair"] == [0] * 15
+    arch, written = read_arch(tmp_path / "ctx" / "ran_e_search.json")
+    collapsed_4 = arch.blocks[4][1] == COLLAPSED
+    expected = summed_cost(table, arch).total_cycles + 9_000 + (700 if collapsed_4 else 0)
+    assert data["best"]["total_cycles"] == pytest.approx(expected)
+    assert written["predicted"]["context"] == data["context"]
+    assert written["search"]["context"] is True
