@@ -21,17 +21,22 @@ def write_atomic(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        tmp.chmod(0o666 & ~_umask())  # mkstemp makes 0600; the result is an ordinary file
+        tmp.chmod(0o666 & ~_UMASK)  # mkstemp makes 0600; the result is an ordinary file
         tmp.replace(path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-def _umask() -> int:
+def _read_umask() -> int:
+    """Read once, at import: os.umask can only be read by setting it, which for an instant
+    would let another thread create world-writable files."""
     umask = os.umask(0)
     os.umask(umask)
     return umask
+
+
+_UMASK = _read_umask()
 
 
 @contextlib.contextmanager
@@ -43,7 +48,7 @@ def staging_dir(final: Path) -> Iterator[Path]:
     created_parent = not final.parent.exists()
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; the result is an ordinary folder
+    tmp.chmod(0o777 & ~_UMASK)  # mkdtemp makes 0700; the result is an ordinary folder
     try:
         yield tmp
     except BaseException:

@@ -72,6 +72,38 @@ class JobPool:
         _run_in_processes(fn, jobs, workers, on_result, advance)
 
 
+def _drain(
+    futures: dict[Future, int],
+    on_result: OnResult,
+    pending: set[int],
+    advance: Callable[[], None],
+) -> BaseException | None:
+    """Hand each result to `on_result` as it comes. After the first job error, queued jobs
+    are cancelled, the running ones still stored, and that error returned (a dead worker,
+    BrokenProcessPool, is raised at once: the caller replaces the pool)."""
+    error: BaseException | None = None
+    while futures:
+        done, _ = wait(futures, return_when=FIRST_COMPLETED)
+        for future in done:
+            index = futures.pop(future)
+            if future.cancelled():
+                continue
+            try:
+                result = future.result()
+            except BrokenProcessPool:
+                raise
+            except Exception as exc:
+                if error is None:
+                    error = exc
+                    for queued in futures:
+                        queued.cancel()
+                continue
+            on_result(index, result)
+            pending.discard(index)
+            advance()
+    return error
+
+
 def _run_in_processes(
     fn: Callable[..., Any],
     jobs: Sequence[tuple],
@@ -86,13 +118,9 @@ def _run_in_processes(
         try:
             with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
                 futures: dict[Future, int] = {pool.submit(fn, *jobs[i]): i for i in pending}
-                while futures:
-                    done, _ = wait(futures, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        index = futures.pop(future)
-                        on_result(index, future.result())
-                        pending.discard(index)
-                        advance()
+                error = _drain(futures, on_result, pending, advance)
+            if error is not None:
+                raise error
             return
         except BrokenProcessPool as exc:
             if attempt == LOCAL_RETRIES:

@@ -47,13 +47,22 @@ def spec_stem(spec: str) -> str:
     return Path(spec.split(":")[-1] if ":" in spec else spec).stem
 
 
+def absolute_spec(spec: str) -> str:
+    """A model spec whose file part is an absolute path (zoo names unchanged), so it means
+    the same model from any folder: a saved .json, a job in another process or on a Ray node."""
+    path, sep, factory = spec.rpartition(":")
+    if sep and path.endswith(".py"):
+        return f"{Path(path).resolve()}:{factory}"
+    return str(Path(spec).resolve()) if Path(spec).exists() else spec
+
+
 def source_record(spec: str, weights: Path | None) -> dict[str, str | None]:
     """The source model as a saved .json records it (`ModelFormat.load` rebuilds from it): the
     spec and weights with absolute paths, so the .json rebuilds from anywhere."""
-    path, sep, factory = spec.rpartition(":")
-    if sep and path.endswith(".py"):
-        spec = f"{Path(path).resolve()}:{factory}"
-    return {"model": spec, "weights": str(Path(weights).resolve()) if weights else None}
+    return {
+        "model": absolute_spec(spec),
+        "weights": str(Path(weights).resolve()) if weights else None,
+    }
 
 
 def model_paths(out: Path) -> ModelFiles:

@@ -43,7 +43,7 @@ def _identified(fn: Callable[..., Any], *args: Any) -> tuple[str, Any]:
 
 def check_reachable(address: str) -> None:
     """A fast, readable error for an address nothing listens on (ray.init would wait ~1 min)."""
-    if address == "auto" or address.startswith("local"):
+    if address in ("auto", "local"):
         return
     host_port = address.split("://", 1)[-1]
     host, sep, port = host_port.rpartition(":")
@@ -113,7 +113,7 @@ def run_on_ray(
 
 def _get(ray: Any, ref: Any, index: int) -> Any:
     """The task's result; its own readable error re-raised as is, anything else explained."""
-    from ray.exceptions import RayTaskError, WorkerCrashedError
+    from ray.exceptions import RayError, RayTaskError, WorkerCrashedError
 
     try:
         return ray.get(ref)
@@ -126,4 +126,9 @@ def _get(ray: Any, ref: Any, index: int) -> Any:
         raise StageError(
             f"job {index}: its Ray worker died {MAX_RETRIES + 1} times; finished results are "
             "kept. Check the nodes' memory (`ray status`) and rerun."
+        ) from None
+    except RayError as exc:  # out of memory, a node lost, a result that cannot travel
+        raise StageError(
+            f"job {index} failed on the Ray cluster ({type(exc).__name__}: {exc}); finished "
+            "results are kept. Check `ray status` and rerun."
         ) from None

@@ -32,3 +32,20 @@ def die_once(marker: str, value: int) -> int:
 
 def refuse(value: int) -> int:
     raise UsageError(f"job {value} refused: a readable error travels back as it is")
+
+
+def vela_crash(value: int) -> int:
+    """Raises the error a crashed Vela raises (it must survive the trip between processes)."""
+    from ran_edge.targets.ethos_u.vela import VelaCrash
+
+    raise VelaCrash(f"Vela crashed on job {value}", -11)
+
+
+def fail_first(value: int) -> int:
+    """Job 0 fails at once; the others take a moment and succeed."""
+    import time
+
+    if value == 0:
+        raise UsageError("job 0 refused")
+    time.sleep(0.2)
+    return 2 * value

@@ -80,6 +80,9 @@ def local_ray_cluster(extra_pythonpath: Path) -> Iterator[str]:
         filter(None, [str(extra_pythonpath), env.get("PYTHONPATH")])
     )
     env["RAY_USAGE_STATS_ENABLED"] = "0"
+    # A private cluster on 127.0.0.1: without this, a token another Ray use left in
+    # ~/.ray/auth_token switches the new head to token auth that the test's driver lacks.
+    env["RAY_AUTH_MODE"] = "disabled"
     common = [
         "--block",
         "--num-cpus=1",

@@ -24,7 +24,7 @@ from ran_edge.build.many import build_loaded
 from ran_edge.calib import CalibrationData, load_calibration
 from ran_edge.errors import UsageError
 from ran_edge.jobs import JobPool
-from ran_edge.model_files import model_paths, source_record, spec_stem
+from ran_edge.model_files import absolute_spec, model_paths, source_record, spec_stem
 from ran_edge.models import load_model
 from ran_edge.models.loading import LoadedModel
 from ran_edge.progress import BuildProgress
@@ -100,8 +100,8 @@ def run_advise(req: AdviseRequest, progress: BuildProgress) -> AdviseResult:
     )
     if req.in_context:
         savings = context_savings(
-            req.model_spec,
-            req.weights,
+            absolute_spec(req.model_spec),
+            Path(req.weights).resolve() if req.weights else None,
             tuple(loaded.input_shape),
             advice.blocks,
             target,

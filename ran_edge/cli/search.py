@@ -82,7 +82,7 @@ if TYPE_CHECKING:
     "--context",
     is_flag=True,
     help="Add measured context terms to the table sum: what a whole network costs beyond "
-    "its blocks' sandwiches, and what collapsing each block does to its neighbours (17 whole "
+    "its blocks' sandwiches, and what collapsing each block does to its neighbours (32 whole "
     "networks compiled once per target and resolution, cached; no fit). Makes U65/U85 "
     "totals usable at 224 without --fit (docs/search.md).",
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -73,7 +74,8 @@ def build_reports(
         return figures
     from ran_edge.jobs import JobPool
 
-    jobs = [(c, config.calib_samples, config.holdout, out.resolve()) for c in config.models]
+    cases = [_absolute(c) for c in config.models]  # a Ray worker has another working folder
+    jobs = [(c, config.calib_samples, config.holdout, out.resolve()) for c in cases]
     done = 0
     with progress.measure(f"build {len(jobs)} models on Ray at {ray_address}") as update:
 
@@ -117,3 +119,15 @@ def case_figures(
         entry_key(case.name, built.target.name): figures_from_report(built.report)
         for built in build_many(request, progress).builds
     }
+
+
+def _absolute(case: ModelCase) -> ModelCase:
+    """`case` with its model, weights and calibration paths made absolute (names kept)."""
+    from ran_edge.model_files import absolute_spec  # torch: only when building
+
+    def path(value: str | None) -> str | None:
+        return str(Path(value).resolve()) if value and Path(value).exists() else value
+
+    return replace(
+        case, spec=absolute_spec(case.spec), weights=path(case.weights), calib=path(case.calib)
+    )

@@ -59,7 +59,7 @@ class SearchRequest:
     workers: int | None = None  # table-fill processes (None: cores)
     ray_address: str | None = None  # a Ray cluster runs the compiles instead (--ray)
     fit: int = 0  # full networks compiled to fit the correction (0: plain table sum)
-    context: bool = False  # add the measured context terms (17 whole networks, cached)
+    context: bool = False  # add the measured context terms (32 whole networks, cached)
     candidates: Sequence[Candidate] = ALL_BLOCK_CANDIDATES
 
     @property

@@ -60,3 +60,27 @@ def test_ray_address_from_the_environment(tmp_path, monkeypatch):
 def test_an_address_that_is_not_host_port_is_refused():
     with pytest.raises(UsageError, match="is not HOST:PORT"):
         JobPool(ray_address="my-cluster").check()
+
+
+def test_a_jobs_own_error_is_raised_as_itself_not_as_a_dead_worker():
+    from pool_jobs import vela_crash
+
+    from ran_edge.targets.ethos_u.vela import VelaCrash
+
+    with pytest.raises(VelaCrash, match="Vela crashed on job 3") as caught:
+        JobPool(2).run(vela_crash, [(3,), (4,)], lambda *_: None)
+    assert caught.value.returncode == -11
+
+
+def test_after_a_failed_job_the_finished_results_are_still_stored():
+    from pool_jobs import fail_first
+
+    stored: dict[int, object] = {}
+    with pytest.raises(UsageError, match="job 0 refused"):
+        JobPool(2).run(fail_first, [(v,) for v in range(4)], stored.__setitem__)
+    assert all(stored[i] == 2 * i for i in stored)  # what finished is kept, and right
+
+
+def test_localhost_addresses_are_checked_too():
+    with pytest.raises(UsageError, match="no Ray cluster answers at localhost"):
+        JobPool(ray_address=f"localhost:{free_port()}").check()

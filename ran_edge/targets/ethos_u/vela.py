@@ -178,6 +178,10 @@ class VelaCrash(StageError):
         super().__init__(message)
         self.returncode = returncode
 
+    def __reduce__(self):
+        """Rebuilt with both arguments when a job's error crosses a process (pool, Ray)."""
+        return (type(self), (str(self), self.returncode))
+
 
 def vela_command(model: Path, target: Target) -> list[str]:
     """The exact command ran-edge runs in the output folder; paste it there to reproduce."""

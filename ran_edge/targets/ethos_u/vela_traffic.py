@@ -128,7 +128,8 @@ def layer_traffic(
 
     Vela writes the per-layer CSV from the database's `perf` table, row for row, so the rows
     pair up by position; `op_cycles` (the CSV's, in order) checks that they do. None when the
-    database has no `perf`/`perf_debug` tables (Vela's legacy core writes another format).
+    database has no `perf`/`perf_debug` tables (Vela's legacy core writes another format)
+    or an op has no `perf_debug` row.
     """
     tables = read_debug_tables(path)
     perf, debug = tables.get("perf"), tables.get("perf_debug")
@@ -142,4 +143,6 @@ def layer_traffic(
             "per-layer memory traffic with the layers."
         )
     by_id = {r.get("id"): r for r in debug}
-    return tuple(_op_traffic(r, by_id.get(r.get("id"), {})) for r in perf)
+    if any(r.get("id") not in by_id for r in perf):
+        return None  # an op without its bytes: no per-layer traffic rather than zeros
+    return tuple(_op_traffic(r, by_id[r.get("id")]) for r in perf)
