@@ -22,7 +22,7 @@ from ran_edge.advise.apply import Replacement, apply_replacements
 from ran_edge.advise.sites import replaceable_model
 from ran_edge.jobs import JobPool
 from ran_edge.models import load_model
-from ran_edge.search.compiler import BlockCompiler, LiteRtCompiler
+from ran_edge.search.compiler import BlockCompiler, LiteRtCompiler, one_torch_thread
 from ran_edge.search.progress import progress_bar
 from ran_edge.search.table import vela_cost
 from ran_edge.targets.loading import Target
@@ -46,18 +46,12 @@ def variant_cycles(
 ) -> int:
     """One job: the user's network, loaded afresh (a module defined in a user's file does
     not travel to another process; its spec does), with `swap` applied, compiled whole."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # one network per core
-    try:
+    with one_torch_thread():
         loaded = load_model(model_spec, weights=weights, input_shape=input_shape)
         model = replaceable_model(loaded.module)
         if swap is not None:
             model = apply_replacements(model, [swap], seed=seed)
         return network_cycles(model, input_shape, target, compiler)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def context_savings(

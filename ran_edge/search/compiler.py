@@ -7,12 +7,28 @@ Its `identity` goes into every cache key, so two emitters never share cached cos
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Protocol
 
 import numpy as np
 from torch import nn
+
+
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """torch limited to one thread for a compile job (one job per core: torch's own threads
+    would oversubscribe), restored afterwards for a job run in the calling process."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 class BlockCompiler(Protocol):

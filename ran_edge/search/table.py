@@ -14,7 +14,7 @@ from pathlib import Path
 from ran_edge.jobs import JobPool
 from ran_edge.models.ran_e_space import Candidate, Slot
 from ran_edge.search.cache import SCHEMA, DiskCache, content_key, target_fingerprint
-from ran_edge.search.compiler import BlockCompiler, LiteRtCompiler
+from ran_edge.search.compiler import BlockCompiler, LiteRtCompiler, one_torch_thread
 from ran_edge.search.cost import BlockCost
 from ran_edge.search.graphs import BlockGraph, GraphSpec, build_graph, frames_of
 from ran_edge.targets.ethos_u.vela import run_vela
@@ -58,16 +58,10 @@ def cost_graph(
 
     It touches no cache: the caller stores both, so a worker on another machine needs no
     shared disk, and a failed fill keeps every entry finished before it."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # one graph per core; torch's own threads would oversubscribe
-    try:
+    with one_torch_thread():
         if tflite is None:
             tflite = compiler.compile(build_graph(spec), spec.input_shape())
         return tflite, vela_cost(tflite, target).to_json()
-    finally:
-        torch.set_num_threads(threads)
 
 
 def cached_cost(cache: DiskCache, kind: str, key: str) -> BlockCost | None:
