@@ -71,7 +71,7 @@ def measure(model: str, target: str, progress: bool) -> Row:
         fps_now=advice.fps,
         fps_table=advice.table_predicted_fps,
         fps_in_context=advice.predicted_fps,
-        fps_vela_after=None if applied is None else applied.vela_fps,
+        fps_vela_after=None if applied is None else applied.fps,
     )
 
 

@@ -88,3 +88,21 @@ class Build:
     model_dir: Path
     reports: dict[str, dict]
     stdout: str
+
+
+def layer_report(kind: str, rows: list[tuple[str, int, int]], cycles_total: int):
+    """A minimal report: one CONV_2D row per (module, cycles, MACs), on a target of `kind`."""
+    from ran_edge.report.model import LayerRow, MetricValue, ModelFacts, Report, TargetFacts
+
+    placement = "NPU" if kind == "ethos-u" else "CPU"
+    layers = tuple(
+        LayerRow(i, "CONV_2D", "Conv2D", placement, cycles, cycles, macs, 0.0, False, 0, module, "")
+        for i, (module, cycles, macs) in enumerate(rows)
+    )
+    return Report(
+        schema_version="1.6",
+        model=ModelFacts("m", "zoo:m", (1, 8, 8, 8), None, None, "random"),
+        target=TargetFacts("t", kind),
+        metrics=(MetricValue("cycles_total", "cycles", cycles_total),),
+        layers=layers,
+    )

@@ -1,15 +1,20 @@
-"""Advice: which blocks of a network waste the NPU, and what the cost table would put there.
+"""Advice: which blocks (or convs) of a network cost the most for what they do, and what the
+cost table would put there. One mechanism for every target; only the costs differ (Vela
+on Ethos-U, the CPU estimator on Cortex-A / host).
 
 Two sources, each used for what it measures best:
 
-- the network's own Vela report (per-layer rows attributed to module paths) says how a
-  block behaves *in this network*: its cycles, its share of the total and its MAC
-  utilisation. A block is *wasteful* when its utilisation is below a threshold (default
-  30%: dense convs reach 50-65% on Ethos-U, depthwise-heavy blocks 10-25%) while its
-  share of cycles is at least `min_share_pct`. (Not the network's own utilisation: a
-  weight-streaming classifier can pull that down to a few percent.)
+- the network's own report (per-layer rows attributed to module paths: Vela's on
+  Ethos-U, the estimator's on a CPU) says how a site behaves *in this network*: its
+  cycles, its share of the total and its MAC utilisation. On Ethos-U a block is
+  *flagged* when its utilisation is below a threshold (default 30%: dense convs reach
+  50-65%, depthwise-heavy blocks 10-25%) while its share of cycles is at least
+  `min_share_pct` (not the network's own utilisation: a weight-streaming classifier can
+  pull that down to a few percent). On a CPU the share alone flags a site: there, the
+  operator search is about cheaper operators, and a well-used dense conv is where the
+  time goes.
 - the cost table says what each replacement *would* cost at that slot. The current
-  block is costed by the same sandwich method, so the gain is table minus table, not a
+  form is costed by the same sandwich method, so the gain is table minus table, not a
   table figure against a network row.
 
 The predicted network after the advice is the report's total minus the summed gains;
@@ -28,6 +33,7 @@ from ran_edge.errors import StageError
 from ran_edge.report.model import Report
 from ran_edge.search.cost import BlockCost
 from ran_edge.search.graphs import GraphSpec, frames_of
+from ran_edge.targets.cortex_a.profile import peak_macs_per_cycle
 from ran_edge.targets.loading import Target
 
 Measure = Callable[[GraphSpec], BlockCost]
@@ -35,7 +41,7 @@ Measure = Callable[[GraphSpec], BlockCost]
 
 @dataclass(frozen=True)
 class InNetwork:
-    """A block's figures in the network's Vela report."""
+    """A site's figures in the network's report (Vela's, or the CPU estimator's)."""
 
     cycles: int
     macs: int
@@ -97,6 +103,8 @@ class Advice:
     thresholds: Thresholds
     blocks: tuple[BlockAdvice, ...]
     skipped: tuple[str, ...]
+    figures: str = "Vela"  # who costs the network and the replacements
+    utilisation_flags: bool = True  # False on a CPU: the share alone flags a site
 
     @property
     def fps(self) -> float:
@@ -135,7 +143,7 @@ def report_metric(report: Report, name: str) -> float:
     return float(value)
 
 
-def in_network(report: Report, path: str | None, macs_per_cycle: int) -> InNetwork:
+def in_network(report: Report, path: str | None, macs_per_cycle: float) -> InNetwork:
     """Sum of the report's per-layer rows whose module is `path` or inside it (all rows
     for None), with utilisation computed as the report's per-module rows compute it."""
     prefix = f"{path}."
@@ -149,18 +157,41 @@ def in_network(report: Report, path: str | None, macs_per_cycle: int) -> InNetwo
     return InNetwork(cycles, macs, util, 100.0 * cycles / total if total else 0.0)
 
 
+@dataclass(frozen=True)
+class Rates:
+    """What a target's cycles and utilisation are counted against."""
+
+    clock_hz: float
+    macs_per_cycle: float  # the peak utilisation is measured against
+    flags_by_utilisation: bool  # Ethos-U: a well-used block is not flagged; CPU: share only
+    figures: str  # who says what the network costs: "Vela" or "CPU estimator"
+
+
+def target_rates(target: Target) -> Rates:
+    if target.is_npu:
+        return Rates(target.npu.clock_hz, target.npu.macs_per_cycle, True, "Vela")
+    cpu, params = target.cpu, target.cpu_model.params
+    clock = cpu.clock_hz or params.reference_clock_hz  # as the estimator counts cycles
+    peak = peak_macs_per_cycle(target, min(cpu.default_threads, cpu.cores))
+    return Rates(clock, peak, False, "CPU estimator")
+
+
 def assess(
-    report: Report, macs_per_cycle: int, sites: Sequence[Site], thresholds: Thresholds
+    report: Report, rates: Rates, sites: Sequence[Site], thresholds: Thresholds
 ) -> list[Assessed]:
-    """Each site's in-network figures, flagged when its MAC utilisation is below the limit
-    while it takes at least `min_share_pct` of the network's cycles."""
-    limit = thresholds.max_utilisation_pct
+    """Each site's in-network figures, flagged when it takes at least `min_share_pct` of
+    the network's cycles and (on Ethos-U) its MAC utilisation is below the limit."""
+    limit = thresholds.max_utilisation_pct if rates.flags_by_utilisation else float("inf")
     out = []
     for site in sites:
-        net = in_network(report, site.path, macs_per_cycle)
+        net = in_network(report, site.path, rates.macs_per_cycle)
         wasteful = net.mac_utilisation_pct < limit and net.share_pct >= thresholds.min_share_pct
         out.append(Assessed(site, net, wasteful))
     return out
+
+
+def forms_for(site: Site, thresholds: Thresholds) -> list[BlockForm]:
+    return replacement_forms(site, thresholds.allow_smaller, thresholds.conv_forms)
 
 
 def graphs_to_measure(
@@ -171,7 +202,7 @@ def graphs_to_measure(
     specs: list[GraphSpec] = []
     for a in assessed:
         if a.wasteful or cost_all:
-            forms = [a.site.form, *replacement_forms(a.site, thresholds.allow_smaller)]
+            forms = [a.site.form, *forms_for(a.site, thresholds)]
             specs += [FormGraph(a.site.slot, f) for f in forms]
             specs += frames_of(a.site.slot)
     return list(dict.fromkeys(specs))
@@ -192,7 +223,7 @@ def advise_block(a: Assessed, measure: Measure | None, thresholds: Thresholds) -
     current = block_cost(measure, FormGraph(site.slot, site.form))
     options = tuple(
         Option(f, block_cost(measure, FormGraph(site.slot, f)), _params(site, f))
-        for f in replacement_forms(site, thresholds.allow_smaller)
+        for f in forms_for(site, thresholds)
     )
     ranked = sorted(options, key=lambda o: (o.cost.total_cycles, o.params, o.form.label()))
     # The gain is a difference of two sandwiches, so the frames cancel; it must be a real
@@ -222,19 +253,21 @@ def make_advice(
     cost_all: bool = False,
 ) -> Advice:
     """Cost the flagged sites (or all with `cost_all`) and pick their replacements."""
-    mpc = target.npu.macs_per_cycle
+    rates = target_rates(target)
     blocks = tuple(
         advise_block(a, measure if (a.wasteful or cost_all) else None, thresholds) for a in assessed
     )
     return Advice(
         model=model,
         target=target.name,
-        clock_hz=target.npu.clock_hz,
+        clock_hz=rates.clock_hz,
         network_cycles=int(report_metric(report, "cycles_total")),
-        network_utilisation_pct=in_network(report, None, mpc).mac_utilisation_pct,
+        network_utilisation_pct=in_network(report, None, rates.macs_per_cycle).mac_utilisation_pct,
         thresholds=thresholds,
         blocks=blocks,
         skipped=tuple(skipped),
+        figures=rates.figures,
+        utilisation_flags=rates.flags_by_utilisation,
     )
 
 

@@ -1,7 +1,9 @@
 """`advise --apply`: put the recommended blocks in, recover by distillation, save.
 
 Replacement blocks start from a seeded random init (their shapes differ from what they
-replace, so no weights carry over); the rest of the network keeps its weights. Recovery
+replace, so no weights carry over), except a dense conv's stand-ins, which start at the
+closest fit to the conv's own weights (ran_edge.blocks.cheap_convs); the rest of the
+network keeps its weights. Recovery
 is the shrink issue's distillation: the original network is the teacher, on unlabelled
 calibration images, with a feature loss on each replaced block's output (same shape as
 the original block's, since the slot is kept).
@@ -56,7 +58,7 @@ def apply_replacements(
             parent_path, _, name = r.path.rpartition(".")
             parent = model.get_submodule(parent_path) if parent_path else model
             old = getattr(parent, name)
-            setattr(parent, name, build_form(r.slot, r.form).train(old.training))
+            setattr(parent, name, build_form(r.slot, r.form, like=old).train(old.training))
     return model
 
 

@@ -6,8 +6,10 @@ layers' feature maps spilling from the cache to DRAM) it cannot see, which makes
 savings conservative by ~15% on MobileNetV2 and EfficientNet-Lite0. Here the whole
 network is compiled once as it is and once per recommended replacement (that block
 alone swapped), with the cost table's compiler (seeded random calibration: cycles
-depend on the graph, not the values), and the saving is the difference of Vela's totals.
-Savings of several replacements are still added as if independent.
+depend on the graph, not the values), and the saving is the difference of Vela's totals
+(on a CPU target, of the estimator's: there it catches what the sandwich cannot see,
+such as the per-network context term and cold weights beyond L2). Savings of several
+replacements are still added as if independent.
 """
 
 from __future__ import annotations
@@ -24,15 +26,15 @@ from ran_edge.jobs import JobPool
 from ran_edge.models import load_model
 from ran_edge.search.compiler import BlockCompiler, LiteRtCompiler, one_torch_thread
 from ran_edge.search.progress import progress_bar
-from ran_edge.search.table import vela_cost
+from ran_edge.search.table import graph_cost
 from ran_edge.targets.loading import Target
 
 
 def network_cycles(
     model: nn.Module, input_shape: tuple[int, ...], target: Target, compiler: BlockCompiler
 ) -> int:
-    """Vela's total cycles for `model` compiled whole on `target`."""
-    return vela_cost(compiler.compile(model.eval(), input_shape), target).total_cycles
+    """`model`'s total cycles compiled whole on `target` (Vela, or the CPU estimator)."""
+    return graph_cost(compiler.compile(model.eval(), input_shape), target).total_cycles
 
 
 def variant_cycles(

@@ -11,15 +11,18 @@ from torch import nn
 from ran_edge.advise.advice import (
     Advice,
     assess,
+    forms_for,
     graphs_to_measure,
     make_advice,
     report_metric,
+    target_rates,
     with_context,
 )
 from ran_edge.advise.apply import Replacement, apply_replacements, save_advised
 from ran_edge.advise.context import context_savings
-from ran_edge.advise.request import AdviseRequest
-from ran_edge.advise.sites import find_sites, replaceable_model
+from ran_edge.advise.forms import MIN_CHANNELS
+from ran_edge.advise.request import CONV_FORMS, AdviseRequest
+from ran_edge.advise.sites import Site, find_sites, replaceable_model
 from ran_edge.build.many import build_loaded
 from ran_edge.calib import CalibrationData, load_calibration
 from ran_edge.errors import UsageError
@@ -27,10 +30,14 @@ from ran_edge.jobs import JobPool
 from ran_edge.model_files import absolute_spec, model_paths, source_record, spec_stem
 from ran_edge.models import load_model
 from ran_edge.models.loading import LoadedModel
+from ran_edge.models.registry import measure_batchnorm
 from ran_edge.progress import BuildProgress
 from ran_edge.search.table import CostTable
-from ran_edge.shrink.distill import TrainConfig, agreement, train_student
+from ran_edge.shrink.distill import TrainConfig, agreement, as_tensor, train_student
+from ran_edge.targets.cortex_a.spec import DEFAULT_CPU_MODEL_SOURCE
 from ran_edge.targets.loading import Target, resolve_target
+
+BATCHNORM_BATCH = 64
 
 
 @dataclass(frozen=True)
@@ -42,8 +49,8 @@ class Applied:
     agreement_before: float | None  # top-1 agreement with the original, held-out images
     agreement_after: float | None
     epochs: int
-    vela_fps: float  # the rewritten network, compiled by Vela
-    vela_cycles: int
+    fps: float  # the rewritten network, built for the target (Vela, or the CPU estimator)
+    cycles: int
     report: str  # its report.json
 
 
@@ -55,13 +62,35 @@ class AdviseResult:
     apply_requested: bool = False
 
 
+def site_kinds(req: AdviseRequest, target: Target) -> str:
+    """What advise looks at: the request's choice, else blocks on Ethos-U, all on a CPU."""
+    return req.sites or ("blocks" if target.is_npu else "all")
+
+
+def check_target(target: Target) -> None:
+    """A CPU target is costed by its [cpu_model]; a profile without one has nothing to
+    rank replacements by."""
+    if target.is_cpu and target.cpu_model.source == DEFAULT_CPU_MODEL_SOURCE:
+        raise UsageError(
+            f"target {target.name!r} has no [cpu_model] table, so advise has no cost model "
+            "to rank replacements by: fit one with `ran-edge calibrate-target` (or copy the "
+            "[cpu_model] of a shipped profile of the same core)."
+        )
+
+
+def check_forms(req: AdviseRequest) -> None:
+    unknown = sorted(set(req.thresholds.conv_forms) - set(CONV_FORMS))
+    if unknown or not req.thresholds.conv_forms:
+        raise UsageError(
+            f"--forms {','.join(req.thresholds.conv_forms)}: give one or more of "
+            f"{', '.join(CONV_FORMS)}."
+        )
+
+
 def run_advise(req: AdviseRequest, progress: BuildProgress) -> AdviseResult:
     target = resolve_target(req.target)
-    if not target.is_npu:
-        raise UsageError(
-            f"target {target.name!r} is a CPU; advise reads Vela's per-module figures, so it "
-            "needs an Ethos-U target (see `ran-edge targets`)."
-        )
+    check_target(target)
+    check_forms(req)
     if req.model_spec.endswith(".pt2"):
         raise UsageError(
             f"{req.model_spec} is an exported graph with no module paths; advise needs the "
@@ -72,6 +101,9 @@ def run_advise(req: AdviseRequest, progress: BuildProgress) -> AdviseResult:
     pool.check()
     with progress.stage(f"load model {req.model_spec}"):
         loaded = load_model(req.model_spec, weights=req.weights, input_shape=req.input_shape)
+        teacher = replaceable_model(loaded.module)
+        sites, skipped = find_sites(teacher, tuple(loaded.input_shape), site_kinds(req, target))
+    check_candidates(sites, req)  # before the build writes anything
     with progress.stage("load calibration set"):
         data = load_calibration(
             req.calib,
@@ -81,9 +113,7 @@ def run_advise(req: AdviseRequest, progress: BuildProgress) -> AdviseResult:
             seed=req.seed,
         )
     (built,) = build_loaded(loaded, data, [target], req.out, weights=req.weights, progress=progress)
-    teacher = replaceable_model(loaded.module)
-    sites, skipped = find_sites(teacher, tuple(loaded.input_shape))
-    assessed = assess(built.report, target.npu.macs_per_cycle, sites, req.thresholds)
+    assessed = assess(built.report, target_rates(target), sites, req.thresholds)
     table = CostTable(target, req.cache_dir, pool=pool)
     specs = graphs_to_measure(assessed, req.thresholds, req.cost_all)
     label = f"cost replacements on {target.name}"
@@ -117,6 +147,20 @@ def run_advise(req: AdviseRequest, progress: BuildProgress) -> AdviseResult:
     return AdviseResult(advice, report_path, applied, True)
 
 
+def check_candidates(sites: list[Site], req: AdviseRequest) -> None:
+    """A --forms choice that no conv site of the network can take is a mistake to report,
+    not an empty table (a site without a candidate is normal: it is too narrow)."""
+    convs = [s for s in sites if s.form.is_conv]
+    if req.thresholds.conv_forms == CONV_FORMS or not convs:
+        return
+    if not any(forms_for(s, req.thresholds) for s in convs):
+        raise UsageError(
+            f"--forms {','.join(req.thresholds.conv_forms)} gives no candidate for any of the "
+            f"{len(convs)} conv sites (each stand-in keeps at least {MIN_CHANNELS} channels "
+            "per group / in its narrow part): add forms, e.g. --forms separable,lowrank."
+        )
+
+
 def _apply_out(req: AdviseRequest) -> Path:
     if req.apply_out is not None:
         return model_paths(req.apply_out).program
@@ -140,6 +184,11 @@ def _apply(
     paths = tuple(r.path for r in replacements)
     student = apply_replacements(copy.deepcopy(teacher), replacements, seed=req.seed)
     holdout = data.holdout
+    # BN statistics after the new blocks, measured on the calibration images: the old ones
+    # describe what the replaced blocks produced (0.08 -> 0.55 agreement before training
+    # for a grouped conv on the digits).
+    samples = as_tensor(data.samples)
+    measure_batchnorm(student, samples.split(BATCHNORM_BATCH))
     before = agreement(student, teacher, holdout).top1_agreement if len(holdout) else None
     if req.epochs:
         train_student(
@@ -150,6 +199,9 @@ def _apply(
             config=TrainConfig(epochs=req.epochs, seed=req.seed, progress=req.progress),
             description="recover (distil from the original)",
         )
+    # Distillation updates BN statistics at momentum 0.1 over few steps: a mix of old and
+    # new. Their exact average over the calibration images is what the network sees.
+    measure_batchnorm(student, samples.split(BATCHNORM_BATCH))
     after = agreement(student, teacher, holdout).top1_agreement if len(holdout) else None
     shape = tuple(loaded.input_shape)
     with progress.stage(f"save {out}"):
@@ -179,7 +231,7 @@ def _apply(
         agreement_before=before,
         agreement_after=after,
         epochs=req.epochs,
-        vela_fps=report_metric(built.report, "inferences_per_second"),
-        vela_cycles=int(report_metric(built.report, "cycles_total")),
+        fps=report_metric(built.report, "inferences_per_second"),
+        cycles=int(report_metric(built.report, "cycles_total")),
         report=str(built.out_dir / "report.json"),
     )

@@ -11,7 +11,9 @@ from rich.table import Table
 from ran_edge.advise.advice import Advice, BlockAdvice
 from ran_edge.advise.run import AdviseResult
 
-JSON_FORMAT = "ran-edge-advice/1"
+# 2: conv sites and CPU targets; "figures" says who costs them; applied.fps / applied.cycles
+# (were vela_fps / vela_cycles).
+JSON_FORMAT = "ran-edge-advice/2"
 
 
 def _block_json(b: BlockAdvice) -> dict:
@@ -43,11 +45,12 @@ def advice_json(result: AdviseResult) -> dict:
     applied = None
     if result.applied is not None:
         applied = asdict(result.applied)
-        applied["prediction_error_pct"] = _error_pct(a.predicted_fps, result.applied.vela_fps)
+        applied["prediction_error_pct"] = _error_pct(a.predicted_fps, result.applied.fps)
     return {
         "format": JSON_FORMAT,
         "model": a.model,
         "target": a.target,
+        "figures": a.figures,
         "report": result.report,
         "thresholds": asdict(a.thresholds),
         "network": {
@@ -87,13 +90,12 @@ def print_advice(result: AdviseResult, console: Console | None = None) -> None:
 
 
 def _table(a: Advice) -> Table:
-    table = Table(
-        title=f"{a.model} on {a.target}: blocks by cycles "
-        f"(flagged: MAC util < {a.thresholds.max_utilisation_pct:.1f}% and share >= "
-        f"{a.thresholds.min_share_pct:g}%)"
-    )
+    rule = f"share >= {a.thresholds.min_share_pct:g}%"
+    if a.utilisation_flags:
+        rule = f"MAC util < {a.thresholds.max_utilisation_pct:.1f}% and {rule}"
+    table = Table(title=f"{a.model} on {a.target}: sites by cycles ({a.figures}; flagged: {rule})")
     for col, justify in (
-        ("block", "left"),
+        ("site", "left"),
         ("slot cin>cout @size /s", "left"),
         ("now", "left"),
         ("cycles", "right"),
@@ -134,18 +136,19 @@ def _table(a: Advice) -> Table:
 def _summary(a: Advice) -> list[str]:
     if not a.blocks:
         return [
-            f"{a.model} has no inverted residual blocks to advise on (advise replaces "
-            "ran_edge.blocks.InvertedResidual and zoo MobileNetV2 / EfficientNet-Lite blocks)."
+            f"{a.model} has no sites to advise on (advise replaces inverted residuals: "
+            "ran_edge.blocks.InvertedResidual and zoo MobileNetV2 / EfficientNet-Lite blocks; "
+            "and dense kxk convs with --sites convs|all, the default on CPU targets)."
         ]
     flagged = sum(b.wasteful for b in a.blocks)
     lines = [
-        f"{len(a.blocks)} blocks, {flagged} flagged, {len(a.recommended)} with a replacement "
-        f"saving >= {a.thresholds.min_gain_pct:g}% of the block (savings: cost table, "
-        "each form compiled alone in the same sandwich; * measured in the whole network)."
+        f"{len(a.blocks)} sites, {flagged} flagged, {len(a.recommended)} with a replacement "
+        f"saving >= {a.thresholds.min_gain_pct:g}% of the site (savings: the cost table, by "
+        f"the {a.figures}, each form alone in the same sandwich; * measured in the whole network)."
     ]
     if a.recommended:
         lines.append(
-            f"network now: {a.fps:,.1f} FPS ({a.network_cycles:,} cycles, Vela); "
+            f"network now: {a.fps:,.1f} FPS ({a.network_cycles:,} cycles, {a.figures}); "
             f"predicted with the advice: [bold]{a.predicted_fps:,.1f} FPS[/bold] "
             f"({a.predicted_fps / a.fps:.2f}x). New blocks need recovery: --apply distils them."
         )
@@ -158,9 +161,9 @@ def _applied(a: Advice, result: AdviseResult) -> list[str]:
     lines = [
         f"applied {len(ap.replaced)} replacement(s): {', '.join(ap.replaced)}",
         f"wrote {ap.files['program']} and {ap.files['factory']}:make_model",
-        f"Vela on the rewritten network: [bold]{ap.vela_fps:,.1f} FPS[/bold] "
-        f"({ap.vela_fps / a.fps:.2f}x the original; predicted {a.predicted_fps:,.1f}, "
-        f"error {_error_pct(a.predicted_fps, ap.vela_fps):+.1f}%)",
+        f"{a.figures} on the rewritten network: [bold]{ap.fps:,.1f} FPS[/bold] "
+        f"({ap.fps / a.fps:.2f}x the original; predicted {a.predicted_fps:,.1f}, "
+        f"error {_error_pct(a.predicted_fps, ap.fps):+.1f}%)",
     ]
     if ap.agreement_after is not None:
         lines.append(

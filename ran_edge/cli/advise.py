@@ -1,8 +1,10 @@
-"""`ran-edge advise`: which blocks of a network waste the NPU, and what to put there instead.
+"""`ran-edge advise`: which blocks or convs of a network cost the most for what they do on a
+target, and what to put there instead (Ethos-U: Vela's costs; Cortex-A / host: the CPU
+estimator's, a GOS-style operator search).
 
 Loaded by the main group in ran_edge/cli/__init__.py. Builds MODEL for the target (or reuses
-an up-to-date build), reads its per-module figures, costs the flagged blocks'
-replacements with the cost table, and prints the advice; `--apply` rewrites the blocks,
+an up-to-date build), reads its per-module figures, costs the flagged sites'
+replacements with the cost table, and prints the advice; `--apply` rewrites the sites,
 recovers by distillation, saves the model and builds it again to check the prediction.
 """
 
@@ -14,9 +16,11 @@ from pathlib import Path
 import click
 
 from ran_edge.advise.request import (
+    CONV_FORMS,
     DEFAULT_MAX_UTILISATION_PCT,
     DEFAULT_MIN_GAIN_PCT,
     DEFAULT_MIN_SHARE_PCT,
+    SITE_KINDS,
     AdviseRequest,
     Thresholds,
 )
@@ -37,7 +41,8 @@ from ran_edge.targets import DEFAULT_TARGET
     "-t",
     default=DEFAULT_TARGET,
     show_default=True,
-    help="Ethos-U target name, alias or .toml path.",
+    help="Target name, alias or .toml path: Ethos-U (Vela's costs) or a CPU such as rpi3, "
+    "rpi4, cortex-a76, host (the CPU estimator's costs).",
 )
 @model_flags
 @click.option(
@@ -58,14 +63,14 @@ from ran_edge.targets import DEFAULT_TARGET
     type=click.FloatRange(0, 100),
     default=DEFAULT_MAX_UTILISATION_PCT,
     show_default=True,
-    help="Flag blocks whose MAC utilisation (%) is below this...",
+    help="Ethos-U: flag blocks whose MAC utilisation (%) is below this...",
 )
 @click.option(
     "--min-share",
     type=click.FloatRange(0, 100),
     default=DEFAULT_MIN_SHARE_PCT,
     show_default=True,
-    help="...and that take at least this % of the network's cycles.",
+    help="...and that take at least this % of the network's cycles (a CPU: this alone).",
 )
 @click.option(
     "--min-gain",
@@ -80,7 +85,21 @@ from ran_edge.targets import DEFAULT_TARGET
     help="Also consider inverted residuals with a smaller kernel or expansion than now.",
 )
 @click.option(
-    "--all", "cost_all", is_flag=True, help="Cost replacements for every block, not just flagged."
+    "--sites",
+    type=click.Choice(SITE_KINDS),
+    help="What to consider replacing: inverted residual blocks, dense kxk convs, or both "
+    "(default: blocks on Ethos-U, all on a CPU).",
+)
+@click.option(
+    "--forms",
+    default=",".join(CONV_FORMS),
+    show_default=True,
+    help="Comma-separated stand-ins a dense conv may become: separable (depthwise + 1x1), "
+    "grouped (2 or 4 groups), lowrank (kx1 + 1xk at 1/2 or 1/4 rank), ghost (half dense, "
+    "half cheap depthwise features).",
+)
+@click.option(
+    "--all", "cost_all", is_flag=True, help="Cost replacements for every site, not just flagged."
 )
 @click.option(
     "--in-context",
@@ -133,6 +152,8 @@ def advise(
     min_share,
     min_gain,
     allow_smaller,
+    sites,
+    forms,
     cost_all,
     in_context,
     out,
@@ -146,35 +167,43 @@ def advise(
     as_json,
     quiet,
 ) -> None:
-    """List the blocks of MODEL that waste TARGET's NPU and what the cost table would put
-    there instead, with the estimated gain; --apply rewrites them.
+    """List the blocks or convs of MODEL that cost the most on TARGET and what the cost
+    table would put there instead, with the estimated gain; --apply rewrites them.
 
     \b
-    A block is flagged when its MAC utilisation (from MODEL's own Vela report, per
-    module) is below --max-utilisation while it takes at least --min-share of the cycles.
-    Each flagged block's replacements (collapsed dense 3x3, or an inverted residual of
-    kernel 3/5/7 and expansion 2/4/6 no smaller than now) and the block itself are
-    compiled alone in the same 1x1-conv sandwich (cached in --cache-dir); the fastest
-    saving at least --min-gain is recommended; --in-context then measures each
-    recommendation's saving in the whole network (exact on U65, where the table alone
-    misses cache effects on neighbouring layers). Blocks are inverted residuals
-    (ran_edge.blocks.InvertedResidual, zoo MobileNetV2 / EfficientNet-Lite blocks).
+    One mechanism for every target, with the target's own costs: on Ethos-U, Vela's; on
+    a CPU (rpi3, rpi4, cortex-a76, host, ...), the CPU estimator's (a GOS-style operator
+    search: cheaper operators in place of dense convs).
+    \b
+    Sites: inverted residuals (ran_edge.blocks.InvertedResidual, zoo MobileNetV2 /
+    EfficientNet-Lite blocks) and dense kxk convs (--sites). On Ethos-U a block is
+    flagged when its MAC utilisation (from MODEL's own report, per module) is below
+    --max-utilisation while it takes at least --min-share of the cycles; on a CPU the
+    share alone flags it. A flagged block's replacements are a collapsed dense 3x3 or an
+    inverted residual of kernel 3/5/7 and expansion 2/4/6 no smaller than now; a
+    flagged conv's are the --forms stand-ins. Each is compiled alone in the same 1x1-conv
+    sandwich as the site's current form (cached in --cache-dir); the fastest saving at
+    least --min-gain is recommended; --in-context then measures each recommendation's
+    saving in the whole network (exact on U65, where the table alone misses cache effects
+    on neighbouring layers).
     \b
       ran-edge advise mobilenet_v2 --target ethos-u55-128
+      ran-edge advise resnet18 --target rpi3
       ran-edge advise net.py:make_net --weights net.pt --calib images/ --apply
       ran-edge build --model build/make_net_advised/make_net_advised.py:make_model
     \b
     --apply: new blocks start from a seeded init and are distilled from the original
     network on the calibration images (KL + feature loss at each replaced block); the
-    model is saved (.pt2 + .py:make_model) and built again, and Vela's FPS is printed
-    beside the prediction.
+    model is saved (.pt2 + .py:make_model) and built again, and its FPS (Vela's, or the
+    CPU estimator's) is printed beside the prediction.
     """
 
     def body() -> None:
         from ran_edge.advise.run import run_advise
         from ran_edge.advise.views import advice_json, print_advice
 
-        thresholds = Thresholds(max_utilisation, min_share, min_gain, allow_smaller)
+        conv_forms = tuple(f.strip() for f in forms.split(",") if f.strip())
+        thresholds = Thresholds(max_utilisation, min_share, min_gain, allow_smaller, conv_forms)
         request = AdviseRequest(
             model_spec=model_spec,
             target=target,
@@ -185,6 +214,7 @@ def advise(
             holdout=holdout,
             thresholds=thresholds,
             cost_all=cost_all,
+            sites=sites,
             in_context=in_context,
             out=out,
             cache_dir=cache_dir,

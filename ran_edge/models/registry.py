@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,17 +114,37 @@ def calibrate_batchnorm(model: nn.Module, input_shape: tuple[int, ...], batches:
     scales TFLM refuses and CPU convolutions crawl through denormals. Measured
     statistics normalise every layer, as training would.
     """
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    measure_batchnorm(model, (torch.randn(8, *input_shape[1:]) for _ in range(batches)))
+
+
+def measure_batchnorm(
+    model: nn.Module, batches: Iterable[torch.Tensor], within: Sequence[nn.Module] = ()
+) -> None:
+    """Set BN running statistics to their exact average over `batches` (train-mode forward
+    passes, no gradients); only the BNs inside `within` when given. Ends in eval mode."""
+    scope = within or [model]
+    bns = [
+        m
+        for part in scope
+        for m in part.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm)
+    ]
     if not bns:
+        model.eval()
         return
     saved_momentum = [bn.momentum for bn in bns]
     for bn in bns:
         bn.reset_running_stats()
         bn.momentum = None  # cumulative average over all batches
-    model.train()
+    if within:
+        model.eval()
+        for bn in bns:
+            bn.train()  # the rest of the network keeps its statistics
+    else:
+        model.train()
     with torch.no_grad():
-        for _ in range(batches):
-            model(torch.randn(8, *input_shape[1:]))
+        for batch in batches:
+            model(batch)
     for bn, momentum in zip(bns, saved_momentum, strict=True):
         bn.momentum = momentum
     model.eval()

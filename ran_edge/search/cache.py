@@ -2,7 +2,7 @@
 
 Layout under the cache folder:
   tflite/<graph key>.tflite   int8 graph (target-independent: shared by every target)
-  graphs/<cost key>.json      Vela cost of one graph on one target
+  graphs/<cost key>.json      cost of one graph on one target (Vela, or the CPU estimator)
   blocks/<block key>.json     a block's cost (sandwich minus frames) on one target
 """
 
@@ -33,8 +33,23 @@ def vela_identity() -> str:
     return f"ethos-u-vela={version('ethos-u-vela')}"
 
 
+@cache
+def estimator_identity() -> str:
+    """The CPU estimator's code: a change to how ops are read or costed is a new cost."""
+    from ran_edge.convert import tflite_ops
+    from ran_edge.targets.cortex_a import delegation, estimate
+
+    h = hashlib.sha256()
+    for module in (tflite_ops, delegation, estimate):
+        h.update(Path(module.__file__).read_bytes())
+    return f"cpu-estimator={h.hexdigest()[:16]}"
+
+
 def target_fingerprint(target: Target) -> str:
-    """The profile and every file it pulls in (`target.sha256`), plus Vela's version."""
+    """The profile and every file it pulls in (`target.sha256`), plus what costs graphs on
+    it: Vela's version on Ethos-U, the estimator's code on a CPU."""
+    if target.is_cpu:
+        return content_key(target.sha256, estimator_identity())
     return content_key(target.sha256, vela_identity())
 
 

@@ -1,17 +1,21 @@
-"""BlockCost: what Vela says one graph or block costs, and how costs combine."""
+"""BlockCost: what a target's cost model (Vela, or the CPU estimator) says one graph or
+block costs, and how costs combine."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
 
+from ran_edge.targets.cortex_a.estimate import CpuEstimate
 from ran_edge.targets.ethos_u.vela import VelaResult
 
 
 @dataclass(frozen=True)
 class BlockCost:
-    """Vela's figures for one block (or graph). Cycles, bytes and MACs add up along a
-    network; `sram_bytes` is a peak, so it combines by max, not sum."""
+    """The figures for one block (or graph). Cycles, bytes and MACs add up along a
+    network; `sram_bytes` is a peak, so it combines by max, not sum. On a CPU target,
+    cycles are the estimator's at the profile's clock and threads, `npu_cycles` is 0 and
+    `sram_bytes` is the peak of live activations."""
 
     npu_cycles: int
     total_cycles: int
@@ -28,6 +32,16 @@ class BlockCost:
             sram_bytes=round(s.sram_used_kib * 1024),
             weight_bytes=s.encoded_weights_bytes,
             macs=s.nn_macs,
+        )
+
+    @classmethod
+    def from_cpu_estimate(cls, estimate: CpuEstimate, activation_peak_bytes: int) -> BlockCost:
+        return cls(
+            npu_cycles=0,
+            total_cycles=round(estimate.cycles),
+            sram_bytes=activation_peak_bytes,
+            weight_bytes=sum(o.cost.weight_bytes for o in estimate.ops),
+            macs=sum(o.cost.macs for o in estimate.ops),
         )
 
     def minus(self, other: BlockCost) -> BlockCost:

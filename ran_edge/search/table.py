@@ -1,6 +1,8 @@
-"""CostTable: the Vela cost of each candidate block at each slot on one target.
+"""CostTable: the cost of each candidate block at each slot on one target.
 
-A block's cost is its sandwich's Vela cost minus its two frames' (see `graphs`). Every
+A graph's cost is the target's: Vela's figures on Ethos-U, the CPU estimator's on a
+Cortex-A / host profile (`graph_cost`). A block's cost is its sandwich's cost minus its two
+frames' (see `graphs`). Every
 compiled graph and every derived cost is cached by content key, so a second query is a
 file read, and a second target reuses the int8 graphs and only reruns Vela (~0.3 s).
 """
@@ -11,12 +13,14 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from ran_edge.convert.tflite_ops import activation_peak_bytes, read_op_costs
 from ran_edge.jobs import JobPool
 from ran_edge.models.ran_e_space import Candidate, Slot
 from ran_edge.search.cache import SCHEMA, DiskCache, content_key, target_fingerprint
 from ran_edge.search.compiler import BlockCompiler, LiteRtCompiler, one_torch_thread
 from ran_edge.search.cost import BlockCost
 from ran_edge.search.graphs import BlockGraph, GraphSpec, build_graph, frames_of
+from ran_edge.targets.cortex_a.estimate import estimate_ops
 from ran_edge.targets.ethos_u.vela import run_vela
 from ran_edge.targets.loading import Target, resolve_target
 
@@ -26,7 +30,7 @@ def graph_key(spec: GraphSpec, compiler: BlockCompiler) -> str:
 
 
 def cost_key(spec: GraphSpec, target: Target, compiler: BlockCompiler) -> str:
-    """Key of a graph's Vela cost on one target (the int8 graph itself is target-free)."""
+    """Key of a graph's cost on one target (the int8 graph itself is target-free)."""
     return content_key(graph_key(spec, compiler), target_fingerprint(target))
 
 
@@ -38,10 +42,24 @@ def vela_cost(tflite: bytes, target: Target) -> BlockCost:
         return BlockCost.from_vela(run_vela(model, target, Path(tmp) / "vela"))
 
 
+def estimated_cost(tflite: bytes, target: Target) -> BlockCost:
+    """The CPU estimator's figures for an int8 flatbuffer on a Cortex-A / host `target`, at
+    the profile's threads (what `ran-edge build` reports for it)."""
+    costs = read_op_costs(tflite)
+    params = target.cpu_model.params
+    estimate = estimate_ops(costs, target.cpu, params, target.cpu.default_threads)
+    return BlockCost.from_cpu_estimate(estimate, activation_peak_bytes(costs))
+
+
+def graph_cost(tflite: bytes, target: Target) -> BlockCost:
+    """An int8 graph's cost on `target`, by the target's own cost model."""
+    return estimated_cost(tflite, target) if target.is_cpu else vela_cost(tflite, target)
+
+
 def measure_graph(
     spec: GraphSpec, target: Target, cache: DiskCache, compiler: BlockCompiler
 ) -> BlockCost:
-    """Vela cost of `spec` on `target`: from the cache, else compile (or reuse) and run Vela."""
+    """Cost of `spec` on `target`: from the cache, else compile (or reuse) and cost it."""
     cached = cached_cost(cache, "graphs", cost_key(spec, target, compiler))
     if cached is not None:
         return cached
@@ -54,14 +72,14 @@ def measure_graph(
 def cost_graph(
     spec: GraphSpec, target: Target, compiler: BlockCompiler, tflite: bytes | None
 ) -> tuple[bytes, str]:
-    """(int8 graph, Vela cost as JSON) of one graph: a job for a local process or a Ray task.
+    """(int8 graph, its cost as JSON) of one graph: a job for a local process or a Ray task.
 
     It touches no cache: the caller stores both, so a worker on another machine needs no
     shared disk, and a failed fill keeps every entry finished before it."""
     with one_torch_thread():
         if tflite is None:
             tflite = compiler.compile(build_graph(spec), spec.input_shape())
-        return tflite, vela_cost(tflite, target).to_json()
+        return tflite, graph_cost(tflite, target).to_json()
 
 
 def cached_cost(cache: DiskCache, kind: str, key: str) -> BlockCost | None:
