@@ -66,13 +66,21 @@ def _new_form(slot: Slot, form: BlockForm) -> nn.Module:
     return InvertedResidual(cin, cout, s, form.expand, k, act=act)
 
 
+def _low_rank_fits(slot: Slot, k: int, fraction: float) -> bool:
+    """Rank of at least MIN_CHANNELS, and fewer MACs than the dense conv: k(cin + cout)r
+    against k^2 cin cout (on a 1- or 3-channel stem a low-rank pair costs more)."""
+    rank = _rank(slot, fraction)
+    return rank >= MIN_CHANNELS and rank * (slot.cin + slot.cout) < k * slot.cin * slot.cout
+
+
 def _rank(slot: Slot, fraction: float) -> int:
     return max(1, round(slot.cout * fraction))
 
 
 def conv_stand_ins(site: Site, kinds: tuple[str, ...] = CONV_FORMS) -> list[BlockForm]:
     """The cheaper operators that may replace a dense conv site, among `kinds`: each only
-    where it keeps at least MIN_CHANNELS per group / in its narrow part. (Vela runs a
+    where it keeps at least MIN_CHANNELS per group / in its narrow part, and a low-rank
+    pair only where it has fewer MACs than the conv. (Vela runs a
     grouped conv as one NPU conv per group, and the cost says what that is worth.)"""
     slot, k = site.slot, site.form.kernel
     forms = []
@@ -85,10 +93,12 @@ def conv_stand_ins(site: Site, kinds: tuple[str, ...] = CONV_FORMS) -> list[Bloc
             forms += [
                 BlockForm(kind, k, float(g), "")
                 for g in GROUPS
-                if slot.cin % g == 0 and slot.cout % g == 0 and slot.cin // g >= MIN_CHANNELS
+                if slot.cin % g == 0
+                and slot.cout % g == 0
+                and min(slot.cin, slot.cout) // g >= MIN_CHANNELS
             ]
         if kind == "lowrank":
-            forms += [BlockForm(kind, k, r, "") for r in RANKS if _rank(slot, r) >= MIN_CHANNELS]
+            forms += [BlockForm(kind, k, r, "") for r in RANKS if _low_rank_fits(slot, k, r)]
         if kind == "ghost" and slot.cout >= 2 * MIN_CHANNELS:
             forms.append(BlockForm(kind, k, 1.0, ""))
     return forms

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from torch import nn
+from torch import Tensor, nn
 
 from ran_edge.advise.advice import (
     Advice,
@@ -20,7 +21,7 @@ from ran_edge.advise.advice import (
 )
 from ran_edge.advise.apply import Replacement, apply_replacements, save_advised
 from ran_edge.advise.context import context_savings
-from ran_edge.advise.forms import MIN_CHANNELS
+from ran_edge.advise.forms import MIN_CHANNELS, conv_stand_ins
 from ran_edge.advise.request import CONV_FORMS, AdviseRequest
 from ran_edge.advise.sites import Site, find_sites, replaceable_model
 from ran_edge.build.many import build_loaded
@@ -34,7 +35,6 @@ from ran_edge.models.registry import measure_batchnorm
 from ran_edge.progress import BuildProgress
 from ran_edge.search.table import CostTable
 from ran_edge.shrink.distill import TrainConfig, agreement, as_tensor, train_student
-from ran_edge.targets.cortex_a.spec import DEFAULT_CPU_MODEL_SOURCE
 from ran_edge.targets.loading import Target, resolve_target
 
 BATCHNORM_BATCH = 64
@@ -70,7 +70,7 @@ def site_kinds(req: AdviseRequest, target: Target) -> str:
 def check_target(target: Target) -> None:
     """A CPU target is costed by its [cpu_model]; a profile without one has nothing to
     rank replacements by."""
-    if target.is_cpu and target.cpu_model.source == DEFAULT_CPU_MODEL_SOURCE:
+    if target.is_cpu and not target.cpu_model.given:
         raise UsageError(
             f"target {target.name!r} has no [cpu_model] table, so advise has no cost model "
             "to rank replacements by: fit one with `ran-edge calibrate-target` (or copy the "
@@ -151,14 +151,27 @@ def check_candidates(sites: list[Site], req: AdviseRequest) -> None:
     """A --forms choice that no conv site of the network can take is a mistake to report,
     not an empty table (a site without a candidate is normal: it is too narrow)."""
     convs = [s for s in sites if s.form.is_conv]
-    if req.thresholds.conv_forms == CONV_FORMS or not convs:
+    if req.thresholds.conv_forms == CONV_FORMS or not convs or len(convs) < len(sites):
+        return  # the default set, or block sites left to advise on
+    if any(forms_for(s, req.thresholds) for s in convs):
         return
-    if not any(forms_for(s, req.thresholds) for s in convs):
-        raise UsageError(
-            f"--forms {','.join(req.thresholds.conv_forms)} gives no candidate for any of the "
-            f"{len(convs)} conv sites (each stand-in keeps at least {MIN_CHANNELS} channels "
-            "per group / in its narrow part): add forms, e.g. --forms separable,lowrank."
-        )
+    would = [f for f in CONV_FORMS if any(conv_stand_ins(s, (f,)) for s in convs)]
+    fix = f"use --forms {','.join(would)}" if would else "no stand-in fits these convs"
+    raise UsageError(
+        f"--forms {','.join(req.thresholds.conv_forms)} gives no candidate for any of the "
+        f"{len(convs)} conv sites (each stand-in keeps at least {MIN_CHANNELS} channels "
+        f"per group / in its narrow part, and fewer MACs than the conv): {fix}."
+    )
+
+
+def _even_batches(samples: Tensor) -> list[Tensor]:
+    """About BATCHNORM_BATCH images each, of equal size to within one (every batch counts
+    alike in the average), never a batch of one (BN cannot normalise a 1x1 map of one
+    image): with fewer than two images, no batch and the statistics stay as they are."""
+    if len(samples) < 2:
+        return []
+    count = min(math.ceil(len(samples) / BATCHNORM_BATCH), len(samples) // 2)
+    return list(samples.tensor_split(count))
 
 
 def _apply_out(req: AdviseRequest) -> Path:
@@ -187,8 +200,8 @@ def _apply(
     # BN statistics after the new blocks, measured on the calibration images: the old ones
     # describe what the replaced blocks produced (0.08 -> 0.55 agreement before training
     # for a grouped conv on the digits).
-    samples = as_tensor(data.samples)
-    measure_batchnorm(student, samples.split(BATCHNORM_BATCH))
+    batches = _even_batches(as_tensor(data.samples))
+    measure_batchnorm(student, batches, within=[student])
     before = agreement(student, teacher, holdout).top1_agreement if len(holdout) else None
     if req.epochs:
         train_student(
@@ -201,7 +214,7 @@ def _apply(
         )
     # Distillation updates BN statistics at momentum 0.1 over few steps: a mix of old and
     # new. Their exact average over the calibration images is what the network sees.
-    measure_batchnorm(student, samples.split(BATCHNORM_BATCH))
+    measure_batchnorm(student, batches, within=[student])
     after = agreement(student, teacher, holdout).top1_agreement if len(holdout) else None
     shape = tuple(loaded.input_shape)
     with progress.stage(f"save {out}"):

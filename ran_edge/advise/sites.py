@@ -103,10 +103,15 @@ def find_sites(
     want_blocks, want_convs = kinds in ("blocks", "all"), kinds in ("convs", "all")
     inside = _inside_structured_blocks(model)
     sizes: dict[str, tuple[int, int]] = {}
+    calls: dict[str, int] = {}
+    paths_of: dict[int, list[str]] = {}
+    for path, module in model.named_modules(remove_duplicate=False):
+        paths_of.setdefault(id(module), []).append(path)
 
     def record(path: str):
         def hook(_module: nn.Module, inputs: tuple, _output: object) -> None:
             sizes.setdefault(path, tuple(inputs[0].shape[2:]))
+            calls[path] = calls.get(path, 0) + 1
 
         return hook
 
@@ -128,6 +133,10 @@ def find_sites(
             reason = _unsupported(module, sizes.get(path))
         else:
             reason = _unsupported_conv(module, sizes.get(path))
+        shared = paths_of[id(module)]
+        if len(shared) > 1 or calls.get(path, 0) > 1:
+            # one module in two places: a swap would change both, a cost would count one
+            reason = f"used {max(len(shared), calls.get(path, 0))} times (shared or called again)"
         if reason:
             skipped.append(f"{path}: {reason}")
             continue

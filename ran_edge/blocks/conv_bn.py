@@ -35,8 +35,23 @@ class ConvBN(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.bn(self.conv(x))
 
-    def to_deploy(self) -> nn.Conv2d:
-        return fold_bn(self.conv, self.bn)
+    def to_deploy(self) -> nn.Module:
+        """One biased Conv2d; a conv replaced by a stand-in (`advise --apply` on a CPU
+        target) keeps its BN after it, in eval mode (the converter folds it)."""
+        if isinstance(self.conv, nn.Conv2d):
+            return fold_bn(self.conv, self.bn)
+        return nn.Sequential(self.conv, self.bn).eval()
+
+    def _conv_zero_response(self, like: Tensor) -> Tensor:
+        """What the conv outputs on an all-zero receptive field: its bias, or for a
+        stand-in (several convs, maybe a concat) its output at the centre of a zero input."""
+        if isinstance(self.conv, nn.Conv2d):
+            return self.conv.bias if self.conv.bias is not None else like.new_zeros(())
+        ref = next(m for m in self.conv.modules() if isinstance(m, nn.Conv2d))
+        side = 4 * max(ref.kernel_size) + 1
+        with torch.no_grad():
+            out = self.conv(like.new_zeros(1, ref.in_channels, side, side))
+        return out[0, :, out.shape[2] // 2, out.shape[3] // 2]
 
     def zero_response(self, conv_out: Tensor | None = None) -> Tensor:
         """Per channel, what this unit outputs where its whole receptive field is zero.
@@ -53,7 +68,7 @@ class ConvBN(nn.Module):
             var = conv_out.var(dim=(0, 2, 3), unbiased=False)
         else:
             mean, var = bn.running_mean, bn.running_var
-        pre_bn = self.conv.bias if self.conv.bias is not None else mean.new_zeros(())
+        pre_bn = self._conv_zero_response(mean)
         value = (pre_bn - mean) * torch.rsqrt(var + bn.eps)
         if bn.weight is not None:
             value = value * bn.weight

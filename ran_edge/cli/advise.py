@@ -192,8 +192,10 @@ def advise(
       ran-edge advise net.py:make_net --weights net.pt --calib images/ --apply
       ran-edge build --model build/make_net_advised/make_net_advised.py:make_model
     \b
-    --apply: new blocks start from a seeded init and are distilled from the original
-    network on the calibration images (KL + feature loss at each replaced block); the
+    --apply: new blocks start from a seeded init (a conv's stand-in from the closest fit
+    to the conv's weights), BN statistics are measured on the calibration images, and
+    the network is distilled from the original on them (KL + feature loss at each
+    replaced block); the
     model is saved (.pt2 + .py:make_model) and built again, and its FPS (Vela's, or the
     CPU estimator's) is printed beside the prediction.
     """

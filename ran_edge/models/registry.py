@@ -121,7 +121,10 @@ def measure_batchnorm(
     model: nn.Module, batches: Iterable[torch.Tensor], within: Sequence[nn.Module] = ()
 ) -> None:
     """Set BN running statistics to their exact average over `batches` (train-mode forward
-    passes, no gradients); only the BNs inside `within` when given. Ends in eval mode."""
+    passes, no gradients). With `within`, only the BNs inside those modules are measured and
+    only they run in train mode (dropout and the like stay off); without, the whole model
+    runs in train mode, as `calibrate_batchnorm` always has. Ends in eval mode (untouched
+    when there is no BN)."""
     scope = within or [model]
     bns = [
         m
@@ -130,7 +133,6 @@ def measure_batchnorm(
         if isinstance(m, nn.modules.batchnorm._BatchNorm)
     ]
     if not bns:
-        model.eval()
         return
     saved_momentum = [bn.momentum for bn in bns]
     for bn in bns:

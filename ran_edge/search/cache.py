@@ -37,19 +37,22 @@ def vela_identity() -> str:
 def estimator_identity() -> str:
     """The CPU estimator's code: a change to how ops are read or costed is a new cost."""
     from ran_edge.convert import tflite_ops
-    from ran_edge.targets.cortex_a import delegation, estimate
+    from ran_edge.search import cost, table
+    from ran_edge.targets.cortex_a import delegation, estimate, spec
 
     h = hashlib.sha256()
-    for module in (tflite_ops, delegation, estimate):
+    for module in (tflite_ops, delegation, estimate, spec, cost, table):
         h.update(Path(module.__file__).read_bytes())
     return f"cpu-estimator={h.hexdigest()[:16]}"
 
 
 def target_fingerprint(target: Target) -> str:
     """The profile and every file it pulls in (`target.sha256`), plus what costs graphs on
-    it: Vela's version on Ethos-U, the estimator's code on a CPU."""
+    it: Vela's version on Ethos-U; on a CPU the estimator's code and the profile as loaded
+    (a `host` profile resolves cores, caches and SIMD on the machine that loads it)."""
     if target.is_cpu:
-        return content_key(target.sha256, estimator_identity())
+        loaded = (repr(target.cpu), repr(target.cpu_model.params))
+        return content_key(target.sha256, estimator_identity(), *loaded)
     return content_key(target.sha256, vela_identity())
 
 

@@ -5,6 +5,7 @@ estimator through the same cost table and advice code as Ethos-U, and one real
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import torch
 from helpers import digits_arrays, digits_split, layer_report, run_cli
 from torch import nn
 
-from ran_edge.advise.advice import Rates, assess
+from ran_edge.advise.advice import Rates, assess, target_rates
 from ran_edge.advise.forms import MIN_CHANNELS, FormGraph, build_form, replacement_forms
 from ran_edge.advise.request import CONV_FORMS, Thresholds
 from ran_edge.advise.sites import BlockForm, Site, find_sites, replaceable_model
@@ -59,8 +60,10 @@ def test_every_stand_in_keeps_the_dense_convs_output_shape(cin, cout, size, stri
 
 def test_stand_ins_keep_enough_channels_or_are_not_offered():
     stem = replacement_forms(_conv_site(1, 16, 32, 2), allow_smaller=False)
-    # 1 input channel: no depthwise or grouped part; low rank only at 1/2 (8 channels)
-    assert [f.label() for f in stem] == ["low-rank 3x1+1x3 r0.5", "ghost 3x3"]
+    # 1 input channel: no depthwise or grouped part, and a low-rank pair has more MACs
+    assert [f.label() for f in stem] == ["ghost 3x3"]
+    wide = replacement_forms(_conv_site(64, 64, 8, 1), False, conv_kinds=("lowrank",))
+    assert [f.label() for f in wide] == ["low-rank 3x1+1x3 r0.5", "low-rank 3x1+1x3 r0.25"]
     narrow = replacement_forms(_conv_site(8, 8, 8, 1), allow_smaller=False)
     assert [f.kind for f in narrow] == ["separable"]
     chosen = replacement_forms(_conv_site(64, 64, 8, 1), False, conv_kinds=("grouped",))
@@ -146,10 +149,16 @@ def test_cpu_costs_are_the_estimators_figures_for_the_compiled_graph(tmp_path):
     ops = read_op_costs(tflite)
     estimate = estimate_ops(ops, rpi3.cpu, rpi3.cpu_model.params, rpi3.cpu.default_threads)
     assert costs["conv 3x3"] == round(estimate.cycles) == graph_cost(tflite, rpi3).total_cycles
-    # a second table on the same cache reads every figure back; Ethos-U keys stay apart
-    again = CostTable(rpi3, tmp_path / "cache")
-    assert again.is_measured(dense)
-    assert not CostTable("ethos-u55-128", tmp_path / "cache").is_measured(dense)
+    # a second table on the same cache reads every figure back; a profile loaded with other
+    # rates or cores (same file: `host` resolves them where it is loaded) does not
+    assert CostTable(rpi3, tmp_path / "cache").is_measured(dense)
+    model = rpi3.cpu_model
+    slower = replace(model, params=replace(model.params, conv_macs_per_cycle=1.0))
+    other_rates = replace(rpi3, spec=replace(rpi3.spec, cpu_model=slower))
+    other_cores = replace(rpi3, spec=replace(rpi3.spec, cpu=replace(rpi3.cpu, cores=2)))
+    assert other_rates.sha256 == rpi3.sha256
+    for target in (other_rates, other_cores):
+        assert not CostTable(target, tmp_path / "cache").is_measured(dense)
 
 
 # --- the command -------------------------------------------------------------------------------
@@ -210,6 +219,7 @@ def test_forms_no_site_can_take_are_refused_before_the_build(tmp_path):
     )  # fmt: skip
     assert result.exit_code == 2, result.output
     assert "gives no candidate for any of the 1 conv sites" in result.output
+    assert "no stand-in fits these convs" in result.output
     assert not out.exists()
 
 
@@ -261,3 +271,45 @@ def test_rpi3_advice_replaces_the_dense_convs_and_predicts_the_rebuilt_network(c
     with torch.no_grad():
         for x in map(torch.from_numpy, images):  # the program is exported at batch 1
             assert torch.allclose(program(x), rebuilt.eval()(x), rtol=1e-5, atol=1e-5)
+
+
+def test_target_rates_count_cycles_as_each_target_does():
+    rpi3, npu = resolve_target("rpi3"), resolve_target("ethos-u55-128")
+    cpu_rates = target_rates(rpi3)
+    assert cpu_rates.clock_hz == rpi3.cpu.clock_hz and not cpu_rates.flags_by_utilisation
+    params = rpi3.cpu_model.params
+    assert cpu_rates.macs_per_cycle == params.conv_macs_per_cycle * rpi3.cpu.default_threads
+    npu_rates = target_rates(npu)
+    assert (npu_rates.clock_hz, npu_rates.macs_per_cycle) == (npu.npu.clock_hz, 128)
+    assert npu_rates.flags_by_utilisation and npu_rates.figures == "Vela"
+
+
+class _Shared(nn.Module):
+    """One conv called twice, and one module reachable at two paths."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.twice = nn.Conv2d(16, 16, 3, 1, 1)
+        self.left = nn.Conv2d(16, 16, 3, 1, 1)
+        self.right = self.left
+        self.once = nn.Conv2d(16, 16, 3, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.once(self.right(self.twice(self.twice(x))))
+
+
+def test_a_conv_used_twice_is_not_a_site():
+    sites, skipped = find_sites(_Shared(), (1, 16, 8, 8), "convs")
+    assert [s.path for s in sites] == ["once"]
+    assert skipped == [
+        "twice: used 2 times (shared or called again)",
+        "left: used 2 times (shared or called again)",
+    ]
+
+
+def test_bn_statistics_use_even_batches_and_never_a_single_image():
+    from ran_edge.advise.run import _even_batches
+
+    assert [len(b) for b in _even_batches(torch.zeros(65, 1, 4, 4))] == [33, 32]
+    assert [len(b) for b in _even_batches(torch.zeros(3, 1, 4, 4))] == [3]
+    assert _even_batches(torch.zeros(1, 1, 4, 4)) == []

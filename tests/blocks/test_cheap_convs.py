@@ -91,9 +91,10 @@ def test_ghost_is_exact_inside_on_a_conv_with_ghost_structure(stride, cout):
     wide = nn.Conv2d(cin, cout, size, stride, size // 2).double()
     with torch.no_grad():
         wide.weight.copy_(weight)
-        wide.bias.zero_()
-        truth.primary.bias.zero_()
-        truth.cheap.bias.zero_()
+        # a constant primary output b gives the cheap half sum(taps) * b + its own bias
+        bias = truth.primary.bias.detach()
+        taps = truth.cheap.weight.detach().sum((1, 2, 3))[: cout - m]
+        wide.bias.copy_(torch.cat([bias, taps * bias[: cout - m] + truth.cheap.bias[: cout - m]]))
     # the composed filter is (k + 2 stride) wide: fit a ghost conv of that kernel to it
     fit = GhostConv(cin, cout, size, stride).double().from_dense(wide)
     with torch.no_grad():
@@ -102,3 +103,37 @@ def test_ghost_is_exact_inside_on_a_conv_with_ghost_structure(stride, cout):
     assert float((got[..., :m, :, :] - want[..., :m, :, :]).abs().max()) < 1e-10
     inner = (slice(None), slice(m, None), slice(edge, -edge), slice(edge, -edge))
     assert float((got[inner] - want[inner]).abs().max()) < 1e-6
+
+
+@pytest.mark.parametrize("make", [
+    lambda: SeparableConv(8, 12, 3, 2),
+    lambda: LowRankConv(8, 12, 3, 2, rank=6),
+    lambda: GhostConv(8, 12, 3, 2),
+])  # fmt: skip
+def test_a_conv_without_bias_gives_stand_ins_with_zero_bias(make):
+    dense = nn.Conv2d(8, 12, 3, 2, 1, bias=False)
+    fit = make().from_dense(dense)
+    zeros = torch.zeros(1, 8, 9, 9)
+    with torch.no_grad():
+        assert float(fit(zeros).abs().max()) == 0.0
+
+
+def test_a_convbn_with_a_stand_in_deploys_and_knows_its_zero_response():
+    from ran_edge.blocks import ConvBN
+
+    torch.manual_seed(4)
+    unit = ConvBN(8, 12, 3, 1, bias=True)
+    with torch.no_grad():
+        unit.bn.running_mean.uniform_(-1, 1)
+        unit.bn.running_var.uniform_(0.5, 2)
+    unit.eval()
+    want = unit.zero_response()
+    unit.conv = GhostConv(8, 12, 3, 1).from_dense(unit.conv)
+    deploy = unit.to_deploy()
+    x = torch.randn(2, 8, 7, 7)
+    with torch.no_grad():
+        assert torch.allclose(deploy(x), unit(x), atol=1e-6)
+    # the ghost's primary half is the conv's own, exactly; the cheap half is its fit
+    got = unit.zero_response()
+    assert torch.allclose(got[:6], want[:6], atol=1e-6)
+    assert got.shape == want.shape

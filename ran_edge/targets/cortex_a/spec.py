@@ -122,6 +122,7 @@ class CpuModel:
     source: str  # e.g. "fitted on ...", "calibrate-target on <host> at <date>"
     fitted: bool  # False: every parameter is an assumption
     band: UncertaintyBand | None = None  # None: no held-out residuals (an assumed profile)
+    given: bool = True  # False: the profile has no [cpu_model] table, all defaults
 
 
 def host_cores() -> int:
@@ -246,7 +247,8 @@ def parse_cpu_model(data: dict, where: str) -> CpuModel:
     if not isinstance(fitted, bool):
         raise UsageError(f"target profile {where}: `cpu_model.fitted` must be true or false.")
     source = str(model.get("source", DEFAULT_CPU_MODEL_SOURCE))
-    return CpuModel(params, source, fitted, _parse_band(model, where))
+    given = "cpu_model" in data
+    return CpuModel(params, source, fitted, _parse_band(model, where), given)
 
 
 def _parse_band(model: dict, where: str) -> UncertaintyBand | None:
