@@ -172,7 +172,7 @@ def target_rates(target: Target) -> Rates:
         return Rates(target.npu.clock_hz, target.npu.macs_per_cycle, True, "Vela")
     cpu, params = target.cpu, target.cpu_model.params
     clock = cpu.clock_hz or params.reference_clock_hz  # as the estimator counts cycles
-    peak = peak_macs_per_cycle(target, min(cpu.default_threads, cpu.cores))
+    peak = peak_macs_per_cycle(target, cpu.default_threads)  # capped at cores on load
     return Rates(clock, peak, False, "CPU estimator")
 
 

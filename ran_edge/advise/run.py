@@ -201,7 +201,7 @@ def _apply(
     # describe what the replaced blocks produced (0.08 -> 0.55 agreement before training
     # for a grouped conv on the digits).
     batches = _even_batches(as_tensor(data.samples))
-    measure_batchnorm(student, batches, within=[student])
+    measure_batchnorm(student, batches, rest_in_eval=True)
     before = agreement(student, teacher, holdout).top1_agreement if len(holdout) else None
     if req.epochs:
         train_student(
@@ -214,7 +214,7 @@ def _apply(
         )
     # Distillation updates BN statistics at momentum 0.1 over few steps: a mix of old and
     # new. Their exact average over the calibration images is what the network sees.
-    measure_batchnorm(student, batches, within=[student])
+    measure_batchnorm(student, batches, rest_in_eval=True)
     after = agreement(student, teacher, holdout).top1_agreement if len(holdout) else None
     shape = tuple(loaded.input_shape)
     with progress.stage(f"save {out}"):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,32 +118,22 @@ def calibrate_batchnorm(model: nn.Module, input_shape: tuple[int, ...], batches:
 
 
 def measure_batchnorm(
-    model: nn.Module, batches: Iterable[torch.Tensor], within: Sequence[nn.Module] = ()
+    model: nn.Module, batches: Iterable[torch.Tensor], rest_in_eval: bool = False
 ) -> None:
-    """Set BN running statistics to their exact average over `batches` (train-mode forward
-    passes, no gradients). With `within`, only the BNs inside those modules are measured and
-    only they run in train mode (dropout and the like stay off); without, the whole model
-    runs in train mode, as `calibrate_batchnorm` always has. Ends in eval mode (untouched
-    when there is no BN)."""
-    scope = within or [model]
-    bns = [
-        m
-        for part in scope
-        for m in part.modules()
-        if isinstance(m, nn.modules.batchnorm._BatchNorm)
-    ]
+    """Set every BN's running statistics to their exact average over `batches` (train-mode
+    forward passes, no gradients). `rest_in_eval`: only the BNs run in train mode (dropout
+    and the like stay off); otherwise the whole model does, as `calibrate_batchnorm` always
+    has. Ends in eval mode (untouched when there is no BN)."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not bns:
         return
     saved_momentum = [bn.momentum for bn in bns]
     for bn in bns:
         bn.reset_running_stats()
         bn.momentum = None  # cumulative average over all batches
-    if within:
-        model.eval()
-        for bn in bns:
-            bn.train()  # the rest of the network keeps its statistics
-    else:
-        model.train()
+    model.train(not rest_in_eval)
+    for bn in bns:
+        bn.train()
     with torch.no_grad():
         for batch in batches:
             model(batch)

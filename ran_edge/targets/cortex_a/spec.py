@@ -221,10 +221,6 @@ def parse_cpu(data: dict, where: str) -> CpuSpec:
     )
 
 
-# The source of a profile without a [cpu_model] table: every parameter is a default.
-DEFAULT_CPU_MODEL_SOURCE = "defaults (assumptions)"
-
-
 def parse_cpu_model(data: dict, where: str) -> CpuModel:
     """The [cpu_model] table: any parameter left out keeps its (assumed) default."""
     model = table(data, "cpu_model", where, required=False)
@@ -246,7 +242,7 @@ def parse_cpu_model(data: dict, where: str) -> CpuModel:
     fitted = model.get("fitted", False)
     if not isinstance(fitted, bool):
         raise UsageError(f"target profile {where}: `cpu_model.fitted` must be true or false.")
-    source = str(model.get("source", DEFAULT_CPU_MODEL_SOURCE))
+    source = str(model.get("source", "defaults (assumptions)"))
     given = "cpu_model" in data
     return CpuModel(params, source, fitted, _parse_band(model, where), given)
 
