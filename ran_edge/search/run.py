@@ -147,6 +147,7 @@ def run_search(req: SearchRequest, progress: BuildProgress = SILENT) -> SearchRu
             "fit": req.fit,
             "context": req.context,
             "constraints": {k: v for k, v in asdict(limits).items() if v is not None},
+            "proven_optimum": result.proven_best,
         },
     )
     markers = [Marker(n, p.macs, p.fps, "predicted") for n, p in sorted(result.references.items())]

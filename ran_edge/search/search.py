@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -45,6 +46,7 @@ from ran_edge.models.ran_e_space import (
 )
 from ran_edge.search.context import ContextTerms
 from ran_edge.search.cost import BlockCost
+from ran_edge.search.exact import Optimum, best_fps
 from ran_edge.search.predictor import LinearCorrection
 
 ACTIVATIONS = (nn.Hardswish, nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Hardsigmoid, nn.Sigmoid)
@@ -190,6 +192,31 @@ class Space:
 
     def pairs(self) -> list[tuple[Slot, Candidate]]:
         return [(s, c) for s in self.slots for c in self.candidates]
+
+    def additive(self) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+        """The figures `evaluate` sums: the fixed part (stem, head) and, per figure, a
+        (slot, candidate) array; what the exact optimum (`search.exact`) is built from.
+        The pair terms (`pair_terms`) and peak SRAM (a maximum) are not in it."""
+        fixed = {
+            "total_cycles": self.stem.total_cycles + self.head.total_cycles,
+            "npu_cycles": self.stem.npu_cycles + self.head.npu_cycles,
+            "macs": self.stem.macs + self.head.macs,
+            "params": self.fixed_params,
+            "nn_mass": 0,
+            "nonlinear": HEAD_ACT_LAYERS,
+        }
+        rows = {
+            "total_cycles": [[c.total_cycles for c in row] for row in self.costs],
+            "npu_cycles": [[c.npu_cycles for c in row] for row in self.costs],
+            "macs": [[c.macs for c in row] for row in self.costs],
+            "params": [[st.params for st in row] for row in self.stats],
+            "nn_mass": [
+                [2 * st.act_layers * slot.cout for st in row]
+                for row, slot in zip(self.stats, self.slots, strict=True)
+            ],
+            "nonlinear": [[st.act_layers for st in row] for row in self.stats],
+        }
+        return fixed, {k: np.array(v, dtype=float) for k, v in rows.items()}
 
     @property
     def size(self) -> int:
@@ -365,7 +392,18 @@ class SearchResult:
     feasible: list[Point]
     evaluated: int
     seconds: float
+    optimum: Optimum  # the integer program's answer (`best` is it when proven)
     references: dict[str, Point] = field(default_factory=dict)
+
+    @property
+    def proven_best(self) -> bool:
+        """`best` is the highest predicted FPS any architecture of the space reaches
+        under the limits, proven by the integer program (not only the best found)."""
+        return (
+            self.optimum.proven
+            and self.optimum.genome is not None
+            and (self.best.fps >= self.space.evaluate(self.optimum.genome).fps)
+        )
 
     @property
     def per_second(self) -> float:
@@ -410,6 +448,10 @@ def search(
     # the cheapest and the fastest-per-slot corners help tight constraints
     add(space.corner("macs"))
     add(space.corner("total_cycles"))
+    # the proven optimum of predicted FPS: the front's fastest point, and a parent
+    optimum = best_fps(space, limits)
+    if optimum.genome is not None:
+        add(optimum.genome)
     for _ in range(population):
         add(tuple(rng.randrange(n_cand) for _ in range(n_slots)))
 
@@ -443,15 +485,23 @@ def search(
             for n in active
             if violation(near, _only(limits, n)) > 0
         ]
+        proof = (
+            "no architecture of the space meets"
+            if optimum.proven
+            else "no architecture found that meets"
+        )
+        advice = (
+            "Relax a constraint." if optimum.proven else "Relax a constraint or raise --budget."
+        )
         raise UsageError(
-            f"no architecture found that meets {' and '.join(OPTION[n][0] for n in active)} "
-            f"together (each is achievable alone); the least violating of {len(seen):,} "
-            f"evaluated misses {', '.join(unmet)}. Relax a constraint or raise --budget."
+            f"{proof} {' and '.join(OPTION[n][0] for n in active)} together (each is "
+            f"achievable alone); the least violating of {len(seen):,} evaluated misses "
+            f"{', '.join(unmet)}. {advice}"
         )
     front = pareto_front(feasible)
     best = max(front, key=lambda p: (p.fps, -p.macs))
     refs = {name: space.evaluate(g) for name, g in space.known().items()}
-    return SearchResult(space, front, best, feasible, len(seen), seconds, refs)
+    return SearchResult(space, front, best, feasible, len(seen), seconds, optimum, refs)
 
 
 def _num(x: float) -> str:
@@ -481,6 +531,7 @@ def result_json(result: SearchResult) -> dict:
             "npu": [space.npu.scale, space.npu.offset],
         },
         "evaluated": result.evaluated,
+        "best_is_proven_optimum": result.proven_best,
         "feasible": len(result.feasible),
         "seconds": result.seconds,
         "per_second": result.per_second,

@@ -67,7 +67,8 @@ def test_a_jobs_own_error_is_raised_as_itself_not_as_a_dead_worker():
 
     from ran_edge.targets.ethos_u.vela import VelaCrash
 
-    with pytest.raises(VelaCrash, match="Vela crashed on job 3") as caught:
+    # both jobs crash; whichever the pool hears of first is raised
+    with pytest.raises(VelaCrash, match="Vela crashed on job [34]") as caught:
         JobPool(2).run(vela_crash, [(3,), (4,)], lambda *_: None)
     assert caught.value.returncode == -11
 
