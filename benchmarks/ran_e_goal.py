@@ -81,30 +81,34 @@ def gt_arch() -> Arch:
     return Arch(RESOLUTION, blocks)
 
 
-def utilisation_bound(args, limits: Constraints) -> dict:
-    """The highest MAC utilisation on the util target that any architecture of the space
-    is predicted to reach under `limits` (proven: `search.exact.best_utilisation` on that
-    target's table), and that network compiled whole with Vela to check the prediction."""
+def utilisation_space(args) -> tuple[CostTable, Space]:
+    """The util target's table at 224 (filled: only Vela runs, the int8 graphs are shared)
+    and the plain space over it."""
     tgt = args.util_target
     table = CostTable(tgt, args.cache, pool=JobPool(args.workers))
     slots = ran_e_slots(RESOLUTION)
     arch0 = Arch(RESOLUTION, tuple((s, ALL_BLOCK_CANDIDATES[0]) for s in slots))
-    table.fill(
-        [(arch0.stem, STEM), (arch0.head, HEAD)]
-        + [(s, c) for s in slots for c in ALL_BLOCK_CANDIDATES]
-    )
-    space = Space(table.cost, RESOLUTION, clock_hz=tgt.npu.clock_hz)
+    every_block = [(s, c) for s in slots for c in ALL_BLOCK_CANDIDATES]
+    table.fill([(arch0.stem, STEM), (arch0.head, HEAD), *every_block])
+    return table, Space(table.cost, RESOLUTION, clock_hz=tgt.npu.clock_hz)
+
+
+def utilisation_bound(table: CostTable, space: Space, limits: Constraints) -> dict:
+    """The highest MAC utilisation on the util target that any architecture of the space
+    is predicted to reach under `limits` (`search.exact.best_utilisation`), and that
+    network compiled whole with Vela to check the prediction."""
     found = best_utilisation(space, limits)
+    name = table.target.name
     if found.genome is None:
-        return {"target": tgt.name, "proven": found.proven, "predicted_pct": None}
+        return {"target": name, "proven": found.proven, "predicted_pct": None}
     point = space.evaluate(found.genome)
     arch = space.arch(found.genome)
     graph = NetworkGraph(arch)
-    table.measure_all([graph], label=f"most utilised network {tgt.name}")
+    table.measure_all([graph], label=f"most utilised network {name}")
     whole = table.measure(graph)
-    per_cycle = tgt.npu.macs_per_cycle
+    per_cycle = table.target.npu.macs_per_cycle
     return {
-        "target": tgt.name,
+        "target": name,
         "proven": found.proven,
         "predicted_pct": 100 * point.macs / (point.npu_cycles * per_cycle),
         "vela_pct": 100 * whole.macs / (whole.npu_cycles * per_cycle),
@@ -333,7 +337,8 @@ def print_table(rows: list[dict], limits_text: str, floor: int, gt_mass: int, ar
 
 def print_utilisation_bound(bound: dict, limits: str) -> None:
     if bound["predicted_pct"] is None:
-        print(f"  no architecture of the space meets these limits on {bound['target']}")
+        how = "proven" if bound["proven"] else "the integer program found none, not proven"
+        print(f"  no architecture of the space meets these limits ({how})")
         return
     how = "proven by integer programs" if bound["proven"] else "best found, not proven"
     print(
@@ -413,8 +418,11 @@ def main() -> None:
         ]
         for mode, limits in modes.items()
     }
-    util_bounds = {mode: utilisation_bound(args, limits) for mode, limits in modes.items()}
-    util_ceiling = utilisation_bound(args, Constraints())  # any architecture of the space
+    util_table, util_space = utilisation_space(args)
+    util_bounds = {
+        mode: utilisation_bound(util_table, util_space, limits) for mode, limits in modes.items()
+    }
+    util_ceiling = utilisation_bound(util_table, util_space, Constraints())  # no limits
 
     if args.json:
         data = {

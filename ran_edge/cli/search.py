@@ -130,9 +130,10 @@ def search(
     run on a target fills the table (slow, cached).
 
     \b
-    The chosen architecture is the proven optimum of that prediction under the limits (a
-    0-1 integer program over every slot and candidate, solved exactly in milliseconds);
-    the seeded evolutionary search, --budget architectures, draws the Pareto front.
+    The chosen architecture is the optimum of that prediction under the limits: a 0-1
+    integer program over every slot and candidate, solved exactly (the output says when
+    it is not proven). The seeded evolutionary search, --budget architectures, draws the
+    Pareto front.
     """
 
     def body() -> None:

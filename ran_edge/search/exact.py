@@ -7,7 +7,8 @@ candidates out. Maximising predicted FPS under the user's limits is therefore a 
 program in 0-1 variables: one per (slot, candidate), one per neighbouring pair, 16 x 10 +
 15 at most. HiGHS (through scipy) solves it to proven optimality in milliseconds, which
 the evolutionary search cannot promise in a space of 10^16 architectures: at
-EfficientNet-Lite0's size it stopped 3% (U55) and 11% (U65) below the optimum.
+EfficientNet-Lite0's size the optimum is 3% (U55) and 11% (U65) faster than what it
+had found.
 
 The optimum is a prediction's optimum: it is exactly as good as the cost table (and its
 correction or context terms), and it bounds what any architecture of the space can be
@@ -16,6 +17,7 @@ predicted to reach under the same limits.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -48,8 +50,32 @@ class Optimum:
 
 def minimise(space: Space, limits: Constraints, weights: Mapping[str, float]) -> Optimum:
     """The genome with the least weighted sum of figures of `Space.additive` (total cycles
-    carry the context pair terms) among those meeting `limits`."""
+    carry the context pair terms) among those meeting `limits`. The answer is checked with
+    `Space.evaluate` and `violation`, the search's own scoring; should HiGHS's tolerances
+    let a genome just past a limit through, the bands are tightened by one unit and the
+    program solved again (that answer is then not called proven)."""
+    from ran_edge.search.search import violation  # search imports this module
+
     start = time.perf_counter()
+    if not _stem_and_head_fit(space, limits):
+        return Optimum(None, True, time.perf_counter() - start)
+    for tighten in (0.0, 1.0):
+        result = _solve(space, limits, weights, tighten)
+        if result.status == 2:  # infeasible (proven, unless the bands were tightened)
+            return Optimum(None, tighten == 0.0, time.perf_counter() - start)
+        if result.x is None:
+            break
+        n_cand = len(space.candidates)
+        choice = np.asarray(result.x[: len(space.slots) * n_cand]).reshape(-1, n_cand)
+        found = tuple(int(j) for j in choice.argmax(axis=1))
+        if violation(space.evaluate(found), limits) == 0:
+            proven = result.status == 0 and tighten == 0.0
+            return Optimum(found, proven, time.perf_counter() - start)
+    return Optimum(None, False, time.perf_counter() - start)
+
+
+def _solve(space: Space, limits: Constraints, weights: Mapping[str, float], tighten: float):
+    """One HiGHS run of the program (scipy's OptimizeResult)."""
     fixed, rows = space.additive()
     n_slots, n_cand = len(space.slots), len(space.candidates)
     n_x = n_slots * n_cand
@@ -77,14 +103,13 @@ def minimise(space: Space, limits: Constraints, weights: Mapping[str, float]) ->
         one = np.zeros(n_var)
         one[i * n_cand : (i + 1) * n_cand] = 1
         add(one, 1, 1)
-    bands = {k: v for k, v in _bands(limits).items() if v != (None, None)}
-    for name, (low, high) in bands.items():
-        # Every figure is a whole number: half a unit of slack keeps each integer inside
-        # the limit inside, and pushes each one outside it beyond HiGHS's tolerances.
+    for name, (low, high) in _bands(limits).items():
+        # Every figure is a whole number: the limits rounded inwards, then half a unit of
+        # slack, keep each integer inside a limit inside and each one outside it out.
         add(
             x_row(rows[name]),
-            -np.inf if low is None else low - fixed[name] - 0.5,
-            np.inf if high is None else high - fixed[name] + 0.5,
+            -np.inf if low is None else math.ceil(low) - fixed[name] - 0.5 + tighten,
+            np.inf if high is None else math.floor(high) - fixed[name] + 0.5 - tighten,
         )
     if pairs:  # y_i = both slot i and slot i+1 collapsed, exactly (y <= a, y <= b, y >= a+b-1)
         c = space.candidates.index(COLLAPSED)
@@ -102,35 +127,28 @@ def minimise(space: Space, limits: Constraints, weights: Mapping[str, float]) ->
             for j, block in enumerate(row):
                 if block.sram_bytes / 1024 > limits.max_sram_kib:
                     upper[i * n_cand + j] = 0
-    result = milp(
+    return milp(
         cost,
         constraints=LinearConstraint(np.array(a), lo, hi),
         integrality=np.ones(n_var),
         bounds=Bounds(0, upper),
         options={"mip_rel_gap": 0.0, "time_limit": TIME_LIMIT_S},
     )
-    seconds = time.perf_counter() - start
-    if result.status == 2:  # infeasible: proven
-        return Optimum(None, True, seconds)
-    if result.x is None:
-        return Optimum(None, False, seconds)
-    choice = np.asarray(result.x[:n_x]).reshape(n_slots, n_cand)
-    genome = tuple(int(j) for j in choice.argmax(axis=1))
-    exact = all(
-        (low is None or value >= low) and (high is None or value <= high)
-        for value, (low, high) in (
-            (fixed[name] + sum(rows[name][i, j] for i, j in enumerate(genome)), band)
-            for name, band in bands.items()
-        )
-    )
-    return Optimum(genome, result.status == 0 and exact, seconds)
+
+
+def _stem_and_head_fit(space: Space, limits: Constraints) -> bool:
+    """Peak SRAM is a maximum: the fixed stem and head count whatever the blocks are."""
+    if limits.max_sram_kib is None:
+        return True
+    return max(space.stem.sram_bytes, space.head.sram_bytes) / 1024 <= limits.max_sram_kib
 
 
 def best_fps(space: Space, limits: Constraints) -> Optimum:
-    """The architecture with the highest predicted FPS under `limits`. Proven only when
-    the total-cycle correction keeps the order of costs (a positive scale)."""
+    """The architecture with the highest predicted FPS under `limits`. An optimum is only
+    proven when the total-cycle correction keeps the order of costs (a positive scale);
+    infeasibility is proven whatever the correction."""
     found = minimise(space, limits, {"total_cycles": 1.0})
-    if space.total.scale <= 0:
+    if space.total.scale <= 0 and found.genome is not None:
         return Optimum(found.genome, False, found.seconds)
     return found
 
@@ -138,15 +156,18 @@ def best_fps(space: Space, limits: Constraints) -> Optimum:
 def best_utilisation(space: Space, limits: Constraints) -> Optimum:
     """The architecture with the highest predicted MAC utilisation (MACs per NPU cycle)
     under `limits`: a ratio, maximised by Dinkelbach's method (each step an integer program
-    on MACs - ratio x NPU cycles; the ratio rises until no architecture beats it)."""
+    on MACs - ratio x NPU cycles; the ratio rises until no architecture beats it). The
+    NPU-cycle correction's offset is a constant of every step; its scale must be > 0."""
     if space.npu.scale <= 0:
         raise ValueError("an NPU-cycle correction with a scale <= 0 has no utilisation order")
     seconds, ratio, genome = 0.0, 0.0, None
     for _ in range(50):
         step = minimise(space, limits, {"npu_cycles": ratio * space.npu.scale, "macs": -1.0})
         seconds += step.seconds
-        if step.genome is None or not step.proven:
-            return Optimum(genome, False, seconds)
+        if step.genome is None:  # infeasible from the first step, or unsolved
+            return Optimum(genome, step.proven and genome is None, seconds)
+        if not step.proven:
+            return Optimum(genome or step.genome, False, seconds)
         point = space.evaluate(step.genome)
         better = point.macs / max(point.npu_cycles, 1.0)
         if better <= ratio * (1 + 1e-12):
@@ -156,10 +177,11 @@ def best_utilisation(space: Space, limits: Constraints) -> Optimum:
 
 
 def _bands(limits: Constraints) -> dict[str, tuple[float | None, float | None]]:
-    """The additive limits as (lower, upper) per figure of `Space.additive`."""
-    return {
+    """The additive limits set, as (lower, upper) per figure of `Space.additive`."""
+    bands = {
         "macs": (limits.min_macs, limits.max_macs),
         "params": (limits.min_params, limits.max_params),
         "nn_mass": (limits.min_nn_mass, None),
         "nonlinear": (limits.min_nonlinear, None),
     }
+    return {name: band for name, band in bands.items() if band != (None, None)}

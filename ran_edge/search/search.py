@@ -485,14 +485,9 @@ def search(
             for n in active
             if violation(near, _only(limits, n)) > 0
         ]
-        proof = (
-            "no architecture of the space meets"
-            if optimum.proven
-            else "no architecture found that meets"
-        )
-        advice = (
-            "Relax a constraint." if optimum.proven else "Relax a constraint or raise --budget."
-        )
+        none = optimum.proven and optimum.genome is None
+        proof = "no architecture of the space meets" if none else "no architecture found that meets"
+        advice = "Relax a constraint." if none else "Relax a constraint or raise --budget."
         raise UsageError(
             f"{proof} {' and '.join(OPTION[n][0] for n in active)} together (each is "
             f"achievable alone); the least violating of {len(seen):,} evaluated misses "

@@ -18,6 +18,7 @@ from ran_edge.models.ran_e_space import COLLAPSED, Candidate, Slot
 from ran_edge.search.context import ContextTerms
 from ran_edge.search.cost import BlockCost
 from ran_edge.search.exact import best_fps, best_utilisation, minimise
+from ran_edge.search.predictor import LinearCorrection
 from ran_edge.search.search import Constraints, Space, search, violation
 
 RES = 64
@@ -58,6 +59,7 @@ def limit_sets(points) -> list[Constraints]:
         Constraints(min_macs=macs[mid], max_macs=macs[mid + mid // 20]),  # a narrow band
         Constraints(min_nonlinear=layers[-mid // 10], max_sram_kib=sram[mid]),
         Constraints(max_macs=macs[mid], min_nn_mass=sorted(p.nn_mass for p in points)[mid]),
+        Constraints(max_params=sorted(p.params for p in points)[mid // 3]),
     ]
 
 
@@ -105,8 +107,29 @@ def test_the_search_returns_the_optimum_and_says_so(space, everything):
     assert result.evaluated == 300  # the optimum is one of the budget, not extra
 
 
-def test_a_correction_that_reverses_costs_is_not_called_proven(space):
-    from ran_edge.search.predictor import LinearCorrection
+def test_corrections_keep_the_optimum_and_the_offset_does_not_fool_the_ratio(space, everything):
+    corrected = space.corrected(LinearCorrection(1.3, -40_000.0), LinearCorrection(0.9, 250_000))
+    scored = [corrected.evaluate(p.genome) for p in everything]
+    for limits in limit_sets(everything)[1:3]:
+        feasible = [p for p in scored if violation(p, limits) == 0]
+        fastest = corrected.evaluate(best_fps(corrected, limits).genome)
+        assert fastest.fps == max(p.fps for p in feasible)
+        found = best_utilisation(corrected, limits)
+        best = corrected.evaluate(found.genome)
+        assert found.proven
+        assert best.macs / best.npu_cycles == max(p.macs / p.npu_cycles for p in feasible)
 
+
+def test_a_correction_that_reverses_costs_is_not_called_proven(space):
     reversed_space = space.corrected(LinearCorrection(-1.0, 1e9), LinearCorrection())
     assert not best_fps(reversed_space, Constraints()).proven
+    impossible = Constraints(min_macs=10**15)
+    nothing = best_fps(reversed_space, impossible)
+    assert nothing.genome is None and nothing.proven  # infeasible whatever the objective
+
+
+def test_an_sram_limit_the_stem_breaks_has_no_answer(space):
+    stem_kib = space.stem.sram_bytes / 1024
+    found = best_fps(space, Constraints(max_sram_kib=stem_kib - 1))
+    assert found.genome is None and found.proven
+    assert best_utilisation(space, Constraints(min_macs=10**15)).proven
