@@ -33,12 +33,11 @@ from ran_edge.jobs import JobPool
 from ran_edge.models.ran_e_space import (
     ALL_BLOCK_CANDIDATES,
     COLLAPSED,
-    HEAD,
-    STEM,
     Arch,
     Candidate,
     ran_e_slots,
     random_arch,
+    space_parts,
 )
 from ran_edge.search import CostTable, summed_cost
 from ran_edge.search.context import REFERENCE, context_networks, context_terms
@@ -69,9 +68,7 @@ def main() -> None:
     swaps = [with_blocks({i: c}) for i in range(SWAP_SLOTS) for c in irs]
     cands = ALL_BLOCK_CANDIDATES
     windows = [with_blocks({i: a, i + 1: b}) for i in (0, 1) for a in cands for b in cands]
-    reference = Arch(args.resolution, tuple((s, REFERENCE) for s in slots))
-    every_block = [(s, c) for s in slots for c in cands]
-    table.fill([(reference.stem, STEM), (reference.head, HEAD), *every_block])
+    table.fill(space_parts(args.resolution))
     table.measure_all(
         [*map(NetworkGraph, archs), *context_networks(args.resolution), *swaps, *windows],
         label=f"whole networks {args.target}",

@@ -51,7 +51,7 @@ from ran_edge.jobs import JobPool
 from ran_edge.models import load_model
 from ran_edge.models.arch_file import read_arch, write_arch
 from ran_edge.models.ran_e import GROUND_TRUTH
-from ran_edge.models.ran_e_space import HEAD, STEM, Arch, build_network, ran_e_slots
+from ran_edge.models.ran_e_space import Arch, build_network, ran_e_slots, space_parts
 from ran_edge.search import ALL_BLOCK_CANDIDATES, COLLAPSED, Candidate, CostTable, LinearCorrection
 from ran_edge.search.exact import best_utilisation
 from ran_edge.search.fit import IDENTITY_NOTE
@@ -86,10 +86,7 @@ def utilisation_space(args) -> tuple[CostTable, Space]:
     and the plain space over it."""
     tgt = args.util_target
     table = CostTable(tgt, args.cache, pool=JobPool(args.workers))
-    slots = ran_e_slots(RESOLUTION)
-    arch0 = Arch(RESOLUTION, tuple((s, ALL_BLOCK_CANDIDATES[0]) for s in slots))
-    every_block = [(s, c) for s in slots for c in ALL_BLOCK_CANDIDATES]
-    table.fill([(arch0.stem, STEM), (arch0.head, HEAD), *every_block])
+    table.fill(space_parts(RESOLUTION))
     return table, Space(table.cost, RESOLUTION, clock_hz=tgt.npu.clock_hz)
 
 

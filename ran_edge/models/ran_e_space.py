@@ -8,6 +8,7 @@ exactly the module the network contains (including the 128->64->128 downsample p
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -99,6 +100,17 @@ def ran_e_slots(resolution: int = 224, stacks: tuple[Stack, ...] = GROUND_TRUTH)
             slots.append(slot)
             size = slot.out_size
     return slots
+
+
+def space_parts(
+    resolution: int, candidates: Sequence[Candidate] = ALL_BLOCK_CANDIDATES
+) -> list[tuple[Slot, Candidate]]:
+    """Every table entry a search over the space needs at `resolution`: stem, head, and
+    each slot with each candidate."""
+    slots = ran_e_slots(resolution)
+    any_arch = Arch(resolution, tuple((s, candidates[0]) for s in slots))
+    blocks = [(s, c) for s in slots for c in candidates]
+    return [(any_arch.stem, STEM), (any_arch.head, HEAD), *blocks]
 
 
 def random_arch(rng: random.Random, resolution: int = 224, p_collapse: float = 0.4) -> Arch:

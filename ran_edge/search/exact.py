@@ -44,9 +44,6 @@ class Optimum:
     proven: bool
     seconds: float
 
-    def to_json(self) -> dict:
-        return {"genome": None if self.genome is None else list(self.genome), "proven": self.proven}
-
 
 def minimise(space: Space, limits: Constraints, weights: Mapping[str, float]) -> Optimum:
     """The genome with the least weighted sum of figures of `Space.additive` (total cycles
@@ -59,8 +56,9 @@ def minimise(space: Space, limits: Constraints, weights: Mapping[str, float]) ->
     start = time.perf_counter()
     if not _stem_and_head_fit(space, limits):
         return Optimum(None, True, time.perf_counter() - start)
+    additive = space.additive()
     for tighten in (0.0, 1.0):
-        result = _solve(space, limits, weights, tighten)
+        result = _solve(space, additive, limits, weights, tighten)
         if result.status == 2:  # infeasible (proven, unless the bands were tightened)
             return Optimum(None, tighten == 0.0, time.perf_counter() - start)
         if result.x is None:
@@ -74,9 +72,15 @@ def minimise(space: Space, limits: Constraints, weights: Mapping[str, float]) ->
     return Optimum(None, False, time.perf_counter() - start)
 
 
-def _solve(space: Space, limits: Constraints, weights: Mapping[str, float], tighten: float):
+def _solve(
+    space: Space,
+    additive: tuple[dict[str, float], dict[str, np.ndarray]],
+    limits: Constraints,
+    weights: Mapping[str, float],
+    tighten: float,
+):
     """One HiGHS run of the program (scipy's OptimizeResult)."""
-    fixed, rows = space.additive()
+    fixed, rows = additive
     n_slots, n_cand = len(space.slots), len(space.candidates)
     n_x = n_slots * n_cand
     pair_weight = weights.get("total_cycles", 0.0)

@@ -18,11 +18,9 @@ from ran_edge.jobs import JobPool
 from ran_edge.models.arch_file import write_arch
 from ran_edge.models.ran_e_space import (
     ALL_BLOCK_CANDIDATES,
-    HEAD,
-    STEM,
-    Arch,
     Candidate,
     ran_e_slots,
+    space_parts,
 )
 from ran_edge.progress import SILENT, BuildProgress
 from ran_edge.search.context import ContextTerms, context_networks, context_terms
@@ -111,9 +109,7 @@ def run_search(req: SearchRequest, progress: BuildProgress = SILENT) -> SearchRu
 
     # The table fill and the fit draw their own progress bars (CostTable.measure_all).
     table = CostTable(tgt, req.cache_dir, pool=pool)
-    arch0 = Arch(req.resolution, tuple((s, candidates[0]) for s in slots))
-    pairs = [(arch0.stem, STEM), (arch0.head, HEAD)] + [(s, c) for s in slots for c in candidates]
-    table.fill(pairs)
+    table.fill(space_parts(req.resolution, candidates))
     terms = None
     if req.context:
         networks = context_networks(req.resolution)
