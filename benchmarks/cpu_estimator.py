@@ -66,6 +66,7 @@ from ran_edge.targets.cortex_a.calibrate import (
     spearman,
     stats,
     with_cpu_model,
+    with_tile,
 )
 from ran_edge.targets.cortex_a.estimate import cost_class, estimate_ops
 from ran_edge.targets.cortex_a.microbench import build_int8
@@ -290,7 +291,7 @@ def host_mode(args: argparse.Namespace) -> None:
     start = replace(CpuModelParams(), reference_clock_hz=1e9)
     with console.status("fitting (and once more per held-out fold of stacks) ..."):
         params = fit(fit_samples, spec, start)
-        ratios = held_out_ratios(fit_samples, spec, start, is_stack)
+        ratios = held_out_ratios(fit_samples, spec, with_tile(start, params), is_stack)
     band = band_from_ratios(
         ratios,
         f"benchmarks/cpu_estimator.py on this host ({spec.cores} cores): {len(ratios)} timings "

@@ -35,8 +35,14 @@ from ran_edge.targets.cortex_a.spec import CpuModelParams, CpuSpec, UncertaintyB
 from ran_edge.targets.loading import Target, resolve_target
 
 # Parameters a calibration fits; the rest (the reference clock) are facts, not fitted.
-FITTED = tuple(n for n in CpuModelParams.names() if n != "reference_clock_hz")
+FITTED = tuple(n for n in CpuModelParams.names() if n not in ("reference_clock_hz", "conv_tile_n"))
 PRIOR_WEIGHT = 0.05
+_SHARES = ("parallel_efficiency", "l2_thread_share")  # fractions: at most 1
+# A conv GEMM's tile of output channels is a step, not a slope, so the fit tries each width
+# and keeps the best: XNNPACK's int8 kernels use 8 or 16 on NEON, 16 on AVX, 64 on x86 AMX.
+CONV_TILES = (1, 8, 16, 32, 64)
+# Terms off by default (0 cycles) start from this when fitted: log-space needs a positive start.
+SWITCHED_ON_START = 1.0
 BAND_COVERAGE = 0.9
 # Timing passes over the whole set, each run at least MIN_SECONDS per model and thread count.
 # A shared or virtual machine changes speed in phases of seconds (by 40% on the development
@@ -73,8 +79,9 @@ def predict(sample: Sample, spec: CpuSpec, params: CpuModelParams) -> float:
 
 def _with(params: CpuModelParams, names: Sequence[str], log_values: np.ndarray) -> CpuModelParams:
     values = {n: float(math.exp(v)) for n, v in zip(names, log_values, strict=True)}
-    if "parallel_efficiency" in values:
-        values["parallel_efficiency"] = min(values["parallel_efficiency"], 1.0)
+    for share in _SHARES:
+        if share in values:
+            values[share] = min(values[share], 1.0)
     return replace(params, **values)
 
 
@@ -100,18 +107,39 @@ def fit(
     start: CpuModelParams,
     names: Sequence[str] = FITTED,
     prior_weight: float = PRIOR_WEIGHT,
+    tiles: Sequence[float] | None = CONV_TILES,
 ) -> CpuModelParams:
     """Parameters `names` fitted to `samples` (log-error least squares, single ops and stacks
-    weighted alike), others kept from `start`."""
+    weighted alike), others kept from `start`; with `tiles`, once per conv tile width, keeping
+    the best fit (None: start's width)."""
+    if not tiles:
+        return _fit_once(samples, spec, start, names, prior_weight)[0]
+    fits = [
+        _fit_once(samples, spec, replace(start, conv_tile_n=float(t)), names, prior_weight)
+        for t in tiles
+    ]
+    return min(fits, key=lambda f: f[1])[0]
+
+
+def _fit_once(
+    samples: Sequence[Sample],
+    spec: CpuSpec,
+    start: CpuModelParams,
+    names: Sequence[str],
+    prior_weight: float,
+) -> tuple[CpuModelParams, float]:
+    """One least-squares fit: the parameters and the cost they reach."""
     from scipy.optimize import least_squares
 
+    start = replace(start, **{n: SWITCHED_ON_START for n in names if getattr(start, n) <= 0})
     x0 = np.array([math.log(getattr(start, n)) for n in names])
     measured = np.log([s.measured_ms for s in samples])
     root_weights = np.sqrt(group_weights(samples))
     lower = x0 - math.log(1e4)
     upper = x0 + math.log(1e4)
-    if "parallel_efficiency" in names:
-        upper[list(names).index("parallel_efficiency")] = 0.0  # efficiency <= 1
+    for share in _SHARES:
+        if share in names:
+            upper[list(names).index(share)] = 0.0  # a share is at most 1
 
     def residuals(x: np.ndarray) -> np.ndarray:
         params = _with(start, names, x)
@@ -120,7 +148,7 @@ def fit(
 
     x0 = np.clip(x0, lower + 1e-9, upper - 1e-9)
     result = least_squares(residuals, x0, bounds=(lower, upper), method="trf", x_scale=1.0)
-    return _with(start, names, result.x)
+    return _with(start, names, result.x), float(result.cost)
 
 
 def spearman(a: Sequence[float], b: Sequence[float]) -> float:
@@ -216,6 +244,11 @@ def band_from_ratios(
     )
 
 
+def with_tile(start: CpuModelParams, fitted: CpuModelParams) -> CpuModelParams:
+    """`start` with the conv tile width a full fit chose: held-out folds keep it, not search it."""
+    return replace(start, conv_tile_n=fitted.conv_tile_n)
+
+
 def held_out_ratios(
     samples: Sequence[Sample],
     spec: CpuSpec,
@@ -231,7 +264,7 @@ def held_out_ratios(
     ratios = []
     for fold in range(folds):
         held = set(names[fold::folds])
-        params = fit([s for s in samples if s.name not in held], spec, start)
+        params = fit([s for s in samples if s.name not in held], spec, start, tiles=None)
         ratios += [s.measured_ms / predict(s, spec, params) for s in samples if s.name in held]
     return ratios
 
@@ -301,7 +334,7 @@ def calibrate_target(
     if progress is not None:
         progress(total, total)
     params = fit(samples, spec, start)
-    ratios = held_out_ratios(samples, spec, start, is_stack)
+    ratios = held_out_ratios(samples, spec, with_tile(start, params), is_stack)
     band = band_from_ratios(
         ratios,
         f"calibrate-target on {where}: {len(ratios)} timings of random stacks, "

@@ -11,6 +11,7 @@ the target profile's [cpu_model] table (docs/cpu-targets.md says which are fitte
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ran_edge.convert.tflite_ops import OpCost, op_class
@@ -52,21 +53,39 @@ class CpuEstimate:
         return 1e3 * self.cycles / self.clock_hz
 
 
+def _conv_cycles(cost: OpCost, p: CpuModelParams) -> float:
+    """A conv as its GEMM runs it: per output pixel and tile of conv_tile_n channels, a fixed
+    cost plus, per tap, the larger of the tap's floor and its MACs over the rate (a smooth
+    maximum, so the fit sees a slope); times penalties for shallow and short GEMMs (and for
+    narrow ones when there is no tile: conv_tile_n 1)."""
+    k = cost.macs / max(1, cost.out_elements)  # reduction depth kh*kw*Cin
+    cin = cost.weights[-1] if cost.weights else 1  # channels per tap: the K loop's step
+    n = cost.output[-1] if cost.output else 1
+    m = cost.out_elements / max(n, 1)  # output pixels: the GEMM's rows
+    taps = k / max(cin, 1)
+    tile = max(1.0, p.conv_tile_n)
+    tiles = math.ceil(n / tile - 1e-9)
+    per_tap = cin * tile / p.conv_macs_per_cycle * (1 + p.conv_cin_half / max(cin, 1))
+    if p.conv_tap_cycles > 0:
+        per_tap = (per_tap**4 + p.conv_tap_cycles**4) ** 0.25
+    penalty = (1 + p.conv_k_half / max(k, 1)) * (1 + p.conv_m_half / max(m, 1))
+    if tile <= 1:  # whole tiles already cost a narrow conv its idle channels
+        penalty *= 1 + p.conv_n_half / max(n, 1)
+    return m * tiles * (p.conv_pixel_cycles + taps * per_tap) * penalty
+
+
 def _compute_cycles(cost: OpCost, kind: str, p: CpuModelParams) -> float:
     if kind == "conv":
-        k = cost.macs / max(1, cost.out_elements)  # reduction depth kh*kw*Cin
-        cin = cost.weights[-1] if cost.weights else 1  # channels per tap: the K loop's step
-        n = cost.output[-1] if cost.output else 1
-        m = cost.out_elements / max(n, 1)  # output pixels: the GEMM's rows
-        penalty = (1 + p.conv_k_half / max(k, 1)) * (1 + p.conv_n_half / max(n, 1))
-        penalty *= 1 + p.conv_cin_half / max(cin, 1)
-        penalty *= 1 + p.conv_m_half / max(m, 1)
-        return cost.macs / p.conv_macs_per_cycle * penalty
+        return _conv_cycles(cost, p)
     if kind == "depthwise":
         c = cost.output[-1] if cost.output else 1
         taps = cost.weights[1] * cost.weights[2] if cost.weights else 9
-        rate = p.depthwise_macs_per_cycle if taps <= 25 else p.depthwise_large_macs_per_cycle
-        return cost.macs / rate * (1 + p.depthwise_c_half / max(c, 1))
+        penalty = 1 + p.depthwise_c_half / max(c, 1)
+        if taps <= 25:
+            return cost.macs / p.depthwise_macs_per_cycle * penalty
+        if cost.inputs and min(cost.inputs[0][1:3]) <= cost.weights[1] // 2:
+            penalty *= p.depthwise_large_padded_penalty  # the input no larger than its padding
+        return cost.macs / p.depthwise_large_macs_per_cycle * penalty
     if kind == "fc":
         k = cost.weights[-1] if cost.weights else 1
         return cost.macs / p.fc_macs_per_cycle * (1 + p.conv_k_half / max(k, 1))
@@ -118,13 +137,25 @@ def _speedup(work: float, threads: int, kind: str, p: CpuModelParams) -> float:
     return 1.0 + (threads - 1) * p.parallel_efficiency * work / (work + p.parallel_half_work_cycles)
 
 
+def cold_weight_share(
+    weight_bytes: int, spec: CpuSpec, params: CpuModelParams, threads: int
+) -> float:
+    """The share of a model's weights fetched from beyond L2 on every inference: none while
+    they fit, all once they fill it twice over (in between, what the cache keeps is reused).
+    Threads split a conv's output channels, so each core reads its own share of the weights:
+    each extra core's private L2 adds l2_thread_share of one (spec.l2_shared: none)."""
+    if not spec.l2_bytes:
+        return 0.0
+    l2 = spec.l2_bytes * (1 if spec.l2_shared else 1 + (threads - 1) * params.l2_thread_share)
+    return min(1.0, max(0.0, weight_bytes / l2 - 1.0))
+
+
 def estimate_ops(
     costs: list[OpCost], spec: CpuSpec, params: CpuModelParams, threads: int | None = None
 ) -> CpuEstimate:
     """Estimate every op of a model; `threads` defaults to the profile's, capped at its cores."""
     n = max(1, min(threads or spec.default_threads, spec.cores))
-    # Weights that do not fit in L2 with the rest are fetched from beyond it on every inference.
-    cold = bool(spec.l2_bytes) and sum(c.weight_bytes for c in costs) > spec.l2_bytes
+    cold = cold_weight_share(sum(c.weight_bytes for c in costs), spec, params, n)
     working = [c for c in costs if cost_class(c) not in ("free", "fused")]
     context = 1.0 + (params.context_fraction if len(working) > 1 else 0.0)
     rows = []
@@ -136,7 +167,7 @@ def estimate_ops(
         compute = _compute_cycles(cost, kind, params)
         memory = 0.0 if kind == "free" else cost.bytes / params.memory_bytes_per_cycle
         if cold:
-            memory += cost.weight_bytes / params.cold_weight_bytes_per_cycle
+            memory += cold * cost.weight_bytes / params.cold_weight_bytes_per_cycle
         work = (compute + memory) * context
         speedup = _speedup(work, n, kind, params)
         sync = (n - 1) * params.thread_sync_cycles if speedup > 1.0 else 0.0

@@ -248,6 +248,7 @@ MICRO_BENCHMARKS: tuple[MicroBench, ...] = (
     _bench("conv1x1_c96_576_7", lambda: _conv(96, 576, 1), 96, 7),
     _bench("conv1x1_c576_96_7", lambda: _conv(576, 96, 1), 576, 7),
     _bench("conv1x1_c320_320_3", lambda: _conv(320, 320, 1), 320, 3),
+    _bench("conv3x3_c256_256_2", lambda: _conv(256, 256, 3), 256, 2),
     # depthwise
     _bench("dw3x3_c16_112", lambda: _conv(16, 16, 3, groups=16), 16, 112),
     _bench("dw3x3_c64_56", lambda: _conv(64, 64, 3, groups=64), 64, 56),
@@ -256,6 +257,7 @@ MICRO_BENCHMARKS: tuple[MicroBench, ...] = (
     _bench("dw3x3_c384_14", lambda: _conv(384, 384, 3, groups=384), 384, 14),
     _bench("dw5x5_c240_28", lambda: _conv(240, 240, 5, groups=240), 240, 28),
     _bench("dw7x7_c96_8", lambda: _conv(96, 96, 7, groups=96), 96, 8),
+    _bench("dw7x7_c192_2", lambda: _conv(192, 192, 7, groups=192), 192, 2),
     # fully connected
     _bench("fc_64_10", lambda: _Fc(64, 10), 64, 1),
     _bench("fc_256_256", lambda: _Fc(256, 256), 256, 1),

@@ -31,6 +31,7 @@ class CpuSpec:
     l1i_bytes: int | None = None
     l2_bytes: int | None = None
     l3_bytes: int | None = None
+    l2_shared: bool = False  # one L2 for the cluster (Cortex-A53/A72), not one per core
     memory: str = ""
     memory_bandwidth_bytes_per_s: float | None = None
 
@@ -66,12 +67,25 @@ class CpuModelParams:
     conv_n_half: float = 4.0  # output channels at which a conv runs at half rate
     conv_m_half: float = 1.0  # output pixels at which a conv runs at half rate (GEMM rows)
     conv_cin_half: float = 1.0  # input channels per tap at which a conv runs at half rate
+    # A GEMM kernel computes conv_tile_n output channels at once (x86 AMX: 64, NEON: 8-16), so
+    # a conv costs by whole tiles; each output pixel and tile pays conv_pixel_cycles, and each
+    # tap at least conv_tap_cycles (gathering the tap's input row), however few its channels.
+    # The defaults (1, 0, 0) leave convs costed by MACs alone. Not fitted: chosen by the fit.
+    conv_tile_n: float = 1.0
+    conv_pixel_cycles: float = 0.0
+    conv_tap_cycles: float = 0.0
     depthwise_c_half: float = 4.0
     # XNNPACK's int8 depthwise kernels stop at 25 taps (5x5): a 7x7 takes a slow general path
     depthwise_large_macs_per_cycle: float = 0.5
+    # ... and slower still on a map no larger than its padding (a 7x7 on 2x2: ConvNeXt's tail
+    # at low resolution), where XNNPACK 2.x measured 9x slower per MAC on x86
+    depthwise_large_padded_penalty: float = 1.0
     memory_bytes_per_cycle: float = 4.0
     # weights read once per inference from beyond L2, when the model's weights do not fit it
     cold_weight_bytes_per_cycle: float = 2.0
+    # threads split a GEMM's output channels, so each extra core's private L2 holds a share
+    # of the weights too; this is how much of one L2 it adds (spec.l2_shared: none)
+    l2_thread_share: float = 0.5
     op_overhead_cycles: float = 2000.0
     # In a network an op finds what the ops before it evicted; a model of one op keeps its
     # weights and buffers warm from run to run. Work of every op of a multi-op model x (1 + this).
@@ -86,6 +100,10 @@ class CpuModelParams:
     @classmethod
     def names(cls) -> tuple[str, ...]:
         return tuple(f.name for f in fields(cls))
+
+
+# [cpu_model] terms that may be 0: switched off (a profile fitted before they existed)
+OFF_BY_DEFAULT = frozenset({"conv_pixel_cycles", "conv_tap_cycles"})
 
 
 @dataclass(frozen=True)
@@ -208,9 +226,13 @@ def parse_cpu(data: dict, where: str) -> CpuSpec:
         l3 = host_cache_bytes(3)
     if l3 is not None and (not isinstance(l3, int) or l3 < 0):
         raise UsageError(f"target profile {where}: `cpu.l3_bytes` must be an int >= 0.")
+    l2_shared = cpu.get("l2_shared", False)
+    if not isinstance(l2_shared, bool):
+        raise UsageError(f"target profile {where}: `cpu.l2_shared` must be true or false.")
     return CpuSpec(
         core=core,
         cores=cores,
+        l2_shared=l2_shared,
         clock_hz=positive(cpu, "clock_hz", where),
         simd=tuple(simd),
         default_threads=min(threads or cores, cores),
@@ -233,12 +255,18 @@ def parse_cpu_model(data: dict, where: str) -> CpuModel:
         )
     values = {}
     for name in CpuModelParams.names():
+        if name in OFF_BY_DEFAULT and model.get(name) == 0:
+            values[name] = 0.0  # a term switched off
+            continue
         value = positive(model, name, where)
         if value is not None:
             values[name] = value
     params = CpuModelParams(**values)
-    if params.parallel_efficiency > 1.0:
-        raise UsageError(f"target profile {where}: `parallel_efficiency` must be in (0, 1].")
+    for share in ("parallel_efficiency", "l2_thread_share"):
+        if getattr(params, share) > 1.0:
+            raise UsageError(f"target profile {where}: `{share}` must be in (0, 1].")
+    if params.conv_tile_n < 1:
+        raise UsageError(f"target profile {where}: `conv_tile_n` must be at least 1.")
     fitted = model.get("fitted", False)
     if not isinstance(fitted, bool):
         raise UsageError(f"target profile {where}: `cpu_model.fitted` must be true or false.")

@@ -14,7 +14,7 @@ import pytest
 from ran_edge.convert.tflite_ops import OpCost
 from ran_edge.errors import UsageError
 from ran_edge.targets.cortex_a.calibrate import Sample, band_from_ratios, group_weights
-from ran_edge.targets.cortex_a.estimate import cost_class, estimate_ops
+from ran_edge.targets.cortex_a.estimate import cold_weight_share, cost_class, estimate_ops
 from ran_edge.targets.cortex_a.spec import (
     BAND_KEYS,
     CpuModelParams,
@@ -240,6 +240,47 @@ def test_few_output_pixels_cost_more_per_mac():
     assert per_mac[0] > per_mac[1]
 
 
+def test_conv_tile_terms_off_by_default_leave_macs_over_rate():
+    """Profiles fitted before the tile terms existed estimate convs exactly as before."""
+    cost = conv(8, 24, 6, k=3)
+    k, n, m, cin = 72, 24, 36, 8
+    p = PARAMS
+    penalty = (1 + p.conv_k_half / k) * (1 + p.conv_n_half / n) * (1 + p.conv_m_half / m)
+    penalty *= 1 + p.conv_cin_half / cin
+    assert (p.conv_tile_n, p.conv_pixel_cycles, p.conv_tap_cycles) == (1.0, 0.0, 0.0)
+    assert one(cost).compute_cycles == pytest.approx(cost.macs / p.conv_macs_per_cycle * penalty)
+
+
+def test_conv_costs_whole_tiles_of_output_channels():
+    """With a 64-wide tile (x86 AMX), 4 to 64 output channels cost alike; 65 cost two tiles."""
+    p = replace(PARAMS, conv_tile_n=64.0, conv_pixel_cycles=10.0, conv_tap_cycles=3.0)
+    cycles = {n: one(conv(16, n, 8), p).compute_cycles for n in (4, 32, 64, 65, 128)}
+    assert cycles[4] == pytest.approx(cycles[32]) == pytest.approx(cycles[64])
+    assert cycles[65] == pytest.approx(2 * cycles[64]) == pytest.approx(cycles[128])
+
+
+def test_conv_tap_floor_hides_few_input_channels():
+    """Below the tap floor, input channels are free: the tap's gather costs the same."""
+    p = replace(
+        PARAMS, conv_tile_n=16.0, conv_tap_cycles=50.0, conv_cin_half=1e-9, conv_k_half=1e-9
+    )
+    few, fewer, many = (one(conv(c, 16, 8), p).compute_cycles for c in (4, 2, 512))
+    assert few == pytest.approx(fewer, rel=1e-3)
+    assert many > 2 * few
+    # more taps cost more floors: a 5x5 over a 3x3 at the same channels
+    assert one(conv(4, 16, 8, k=5), p).compute_cycles == pytest.approx(25 / 9 * few, rel=1e-3)
+
+
+def test_padded_large_depthwise_pays_its_penalty_only_on_maps_no_larger_than_the_padding():
+    p = replace(PARAMS, depthwise_large_padded_penalty=9.0)
+    for hw, padded in ((1, True), (3, True), (4, False), (8, False)):
+        ratio = (
+            one(depthwise(64, hw, 7), p).compute_cycles / one(depthwise(64, hw, 7)).compute_cycles
+        )
+        assert ratio == pytest.approx(9.0 if padded else 1.0), hw
+    assert one(depthwise(64, 2, 5), p).compute_cycles == one(depthwise(64, 2, 5)).compute_cycles
+
+
 # --- the network around an op ------------------------------------------------------------------
 
 
@@ -257,11 +298,30 @@ def test_context_fraction_applies_to_a_multi_op_model_only():
     assert pair[0].cycles > alone.cycles
 
 
+@pytest.mark.parametrize(
+    ("l2_over_weights", "threads", "shared", "share"),
+    [
+        (1.0, 1, False, 0.0),  # they just fit
+        (0.75, 1, False, 1 / 3),  # a third beyond it
+        (0.5, 1, False, 1.0),  # twice L2: all of them, every inference
+        (0.5, 2, False, 1 / 3),  # a second core's private L2 adds half of one
+        (0.5, 3, False, 0.0),
+        (0.5, 3, True, 1.0),  # a cluster's shared L2 does not grow with threads
+    ],
+)
+def test_cold_weight_share_ramps_with_weights_over_l2(l2_over_weights, threads, shared, share):
+    weights = 3_000_000
+    spec = replace(SPEC, l2_bytes=int(weights * l2_over_weights), l2_shared=shared)
+    params = replace(PARAMS, l2_thread_share=0.5)
+    assert cold_weight_share(weights, spec, params, threads) == pytest.approx(share, abs=1e-6)
+    assert cold_weight_share(weights, replace(spec, l2_bytes=None), params, threads) == 0.0
+
+
 def test_cold_weights_cost_extra_when_they_outgrow_l2():
     costs = [conv(256, 256, 4, k=3, index=i) for i in range(3)]  # 3 x 590 KB of weights
     weights = sum(c.weight_bytes for c in costs)
     warm = estimate_ops(costs, SPEC, PARAMS, 1)
-    cold_spec = replace(SPEC, l2_bytes=weights // 2)
+    cold_spec = replace(SPEC, l2_bytes=weights // 2)  # twice over: all cold
     cold = estimate_ops(costs, cold_spec, PARAMS, 1)
     assert cold.cycles > warm.cycles
     for w, c in zip(warm.ops, cold.ops, strict=True):
@@ -427,3 +487,31 @@ def test_cpu_model_table_round_trips_its_band():
     assert _parse({}).band is None
     no_band = cpu_model_table(params, "a test", None)
     assert "band_" not in no_band
+
+
+def test_fit_chooses_the_conv_tile_width_that_explains_the_timings():
+    """Timings made by a 16-wide tile: the fit tries each width and keeps 16, and the terms
+    that start switched off (0 cycles) are switched on and sized."""
+    from ran_edge.targets.cortex_a.calibrate import fit, predict
+
+    truth = replace(
+        PARAMS, conv_tile_n=16.0, conv_pixel_cycles=40.0, conv_tap_cycles=6.0, conv_n_half=1e-9
+    )
+    shapes = [
+        (cin, cout, hw, k)
+        for cin in (3, 16, 64)
+        for cout in (8, 16, 24, 40, 64)
+        for hw, k in ((8, 3), (16, 1))
+    ]
+    samples = []
+    for i, (cin, cout, hw, k) in enumerate(shapes):
+        costs = (conv(cin, cout, hw, k=k),)
+        ms = estimate_ops(list(costs), SPEC, truth, 1).latency_ms
+        samples.append(Sample(f"c{i}", costs, 1, ms))
+    names = ("conv_macs_per_cycle", "conv_pixel_cycles", "conv_tap_cycles")
+    start = replace(truth, conv_tile_n=1.0, conv_pixel_cycles=0.0, conv_tap_cycles=0.0)
+    fitted = fit(samples, SPEC, start, names=names, prior_weight=0.0, tiles=(1, 16, 64))
+    assert fitted.conv_tile_n == 16
+    assert fitted.conv_pixel_cycles > 0 and fitted.conv_tap_cycles > 0
+    for s in samples:
+        assert predict(s, SPEC, fitted) == pytest.approx(s.measured_ms, rel=0.02)
