@@ -31,13 +31,12 @@ from ran_edge.progress import SILENT, BuildProgress
 from ran_edge.targets.cortex_a.estimate import estimate_ops
 from ran_edge.targets.cortex_a.measure import cpu_model_name, measure_bytes
 from ran_edge.targets.cortex_a.remote import RemoteHost
-from ran_edge.targets.cortex_a.spec import CpuModelParams, CpuSpec, UncertaintyBand
+from ran_edge.targets.cortex_a.spec import SHARES, CpuModelParams, CpuSpec, UncertaintyBand
 from ran_edge.targets.loading import Target, resolve_target
 
 # Parameters a calibration fits; the rest (the reference clock) are facts, not fitted.
 FITTED = tuple(n for n in CpuModelParams.names() if n not in ("reference_clock_hz", "conv_tile_n"))
 PRIOR_WEIGHT = 0.05
-_SHARES = ("parallel_efficiency", "l2_thread_share")  # fractions: at most 1
 # A conv GEMM's tile of output channels is a step, not a slope, so the fit tries each width
 # and keeps the best: XNNPACK's int8 kernels use 8 or 16 on NEON, 16 on AVX, 64 on x86 AMX.
 CONV_TILES = (1, 8, 16, 32, 64)
@@ -79,7 +78,7 @@ def predict(sample: Sample, spec: CpuSpec, params: CpuModelParams) -> float:
 
 def _with(params: CpuModelParams, names: Sequence[str], log_values: np.ndarray) -> CpuModelParams:
     values = {n: float(math.exp(v)) for n, v in zip(names, log_values, strict=True)}
-    for share in _SHARES:
+    for share in SHARES:
         if share in values:
             values[share] = min(values[share], 1.0)
     return replace(params, **values)
@@ -137,7 +136,7 @@ def _fit_once(
     root_weights = np.sqrt(group_weights(samples))
     lower = x0 - math.log(1e4)
     upper = x0 + math.log(1e4)
-    for share in _SHARES:
+    for share in SHARES:
         if share in names:
             upper[list(names).index(share)] = 0.0  # a share is at most 1
 

@@ -70,7 +70,8 @@ class CpuModelParams:
     # A GEMM kernel computes conv_tile_n output channels at once (x86 AMX: 64, NEON: 8-16), so
     # a conv costs by whole tiles; each output pixel and tile pays conv_pixel_cycles, and each
     # tap at least conv_tap_cycles (gathering the tap's input row), however few its channels.
-    # The defaults (1, 0, 0) leave convs costed by MACs alone. Not fitted: chosen by the fit.
+    # The defaults (1, 0, 0) leave convs costed by MACs alone. The two cycle terms are fitted;
+    # the tile width is a step, so calibrate.fit tries each of CONV_TILES instead.
     conv_tile_n: float = 1.0
     conv_pixel_cycles: float = 0.0
     conv_tap_cycles: float = 0.0
@@ -104,6 +105,8 @@ class CpuModelParams:
 
 # [cpu_model] terms that may be 0: switched off (a profile fitted before they existed)
 OFF_BY_DEFAULT = frozenset({"conv_pixel_cycles", "conv_tap_cycles"})
+# [cpu_model] fractions: at most 1 (profiles are checked, fits are bounded)
+SHARES = ("parallel_efficiency", "l2_thread_share")
 
 
 @dataclass(frozen=True)
@@ -262,7 +265,7 @@ def parse_cpu_model(data: dict, where: str) -> CpuModel:
         if value is not None:
             values[name] = value
     params = CpuModelParams(**values)
-    for share in ("parallel_efficiency", "l2_thread_share"):
+    for share in SHARES:
         if getattr(params, share) > 1.0:
             raise UsageError(f"target profile {where}: `{share}` must be in (0, 1].")
     if params.conv_tile_n < 1:
