@@ -54,14 +54,20 @@ class CpuEstimate:
 
 
 def _conv_cycles(cost: OpCost, p: CpuModelParams) -> float:
-    """A conv as its GEMM runs it: per output pixel and tile of conv_tile_n channels, a fixed
-    cost plus, per tap, the larger of the tap's floor and its MACs over the rate (a smooth
-    maximum, so the fit sees a slope); times penalties for shallow and short GEMMs (and for
-    narrow ones when there is no tile: conv_tile_n 1)."""
-    k = cost.macs / max(1, cost.out_elements)  # reduction depth kh*kw*Cin
+    """A conv as its GEMM runs it (`_gemm_cycles`), read off the op's shapes."""
     cin = cost.weights[-1] if cost.weights else 1  # channels per tap: the K loop's step
     n = cost.output[-1] if cost.output else 1
     m = cost.out_elements / max(n, 1)  # output pixels: the GEMM's rows
+    k = cost.macs / max(1, cost.out_elements)  # reduction depth kh*kw*Cin
+    return _gemm_cycles(m, n, cin, k, p)
+
+
+def _gemm_cycles(m: float, n: int, cin: int, k: float, p: CpuModelParams) -> float:
+    """m output pixels by n output channels over a reduction of depth k (taps x cin): per
+    pixel and tile of conv_tile_n channels, a fixed cost plus, per tap, the larger of the
+    tap's floor and its MACs over the rate (a smooth maximum, so the fit sees a slope); times
+    penalties for shallow and short GEMMs (and for narrow ones when there is no tile:
+    conv_tile_n 1)."""
     taps = k / max(cin, 1)
     tile = max(1.0, p.conv_tile_n)
     tiles = math.ceil(n / tile - 1e-9)
@@ -74,18 +80,29 @@ def _conv_cycles(cost: OpCost, p: CpuModelParams) -> float:
     return m * tiles * (p.conv_pixel_cycles + taps * per_tap) * penalty
 
 
+def _depthwise_cycles(cost: OpCost, p: CpuModelParams) -> float:
+    """XNNPACK's depthwise kernel takes one output channel per input channel; with a depth
+    multiplier (a 1-channel input's first layer, e.g. a keyword-spotting net's 10x4) it runs
+    a GEMM per input channel instead, costed as convs of 1 input channel."""
+    c = cost.output[-1] if cost.output else 1
+    c_in = cost.inputs[0][-1] if cost.inputs and cost.inputs[0] else c
+    taps = cost.weights[1] * cost.weights[2] if cost.weights else 9
+    if c_in and c > c_in:
+        m = cost.out_elements / c
+        return c_in * _gemm_cycles(m, c // c_in, 1, taps, p)
+    penalty = 1 + p.depthwise_c_half / max(c, 1)
+    if taps <= 25:
+        return cost.macs / p.depthwise_macs_per_cycle * penalty
+    if cost.inputs and min(cost.inputs[0][1:3]) <= cost.weights[1] // 2:
+        penalty *= p.depthwise_large_padded_penalty  # the input no larger than its padding
+    return cost.macs / p.depthwise_large_macs_per_cycle * penalty
+
+
 def _compute_cycles(cost: OpCost, kind: str, p: CpuModelParams) -> float:
     if kind == "conv":
         return _conv_cycles(cost, p)
     if kind == "depthwise":
-        c = cost.output[-1] if cost.output else 1
-        taps = cost.weights[1] * cost.weights[2] if cost.weights else 9
-        penalty = 1 + p.depthwise_c_half / max(c, 1)
-        if taps <= 25:
-            return cost.macs / p.depthwise_macs_per_cycle * penalty
-        if cost.inputs and min(cost.inputs[0][1:3]) <= cost.weights[1] // 2:
-            penalty *= p.depthwise_large_padded_penalty  # the input no larger than its padding
-        return cost.macs / p.depthwise_large_macs_per_cycle * penalty
+        return _depthwise_cycles(cost, p)
     if kind == "fc":
         k = cost.weights[-1] if cost.weights else 1
         return cost.macs / p.fc_macs_per_cycle * (1 + p.conv_k_half / max(k, 1))

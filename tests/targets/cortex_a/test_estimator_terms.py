@@ -271,6 +271,29 @@ def test_conv_tap_floor_hides_few_input_channels():
     assert one(conv(4, 16, 8, k=5), p).compute_cycles == pytest.approx(25 / 9 * few, rel=1e-3)
 
 
+@pytest.mark.parametrize("c_in", [1, 2])
+def test_depthwise_with_a_multiplier_is_costed_as_a_gemm_per_input_channel(c_in):
+    """A 1-channel input's 10x4 'depthwise' with 64 outputs is a conv to XNNPACK, not its
+    slow large-kernel depthwise path (a keyword-spotting net was estimated 20x too slow)."""
+    p = replace(PARAMS, conv_tile_n=16.0, conv_pixel_cycles=10.0, conv_tap_cycles=3.0)
+    out = (1, 8, 8, 64)
+    dw = op(
+        "DEPTHWISE_CONV_2D",
+        out,
+        ((1, 8, 8, c_in),),
+        weights=(1, 10, 4, 64),
+        macs=8 * 8 * 64 * 40,
+    )
+    per_channel = op(
+        "CONV_2D",
+        (1, 8, 8, 64 // c_in),
+        ((1, 8, 8, 1),),
+        weights=(64 // c_in, 10, 4, 1),
+        macs=8 * 8 * 64 // c_in * 40,
+    )
+    assert one(dw, p).compute_cycles == pytest.approx(c_in * one(per_channel, p).compute_cycles)
+
+
 def test_padded_large_depthwise_pays_its_penalty_only_on_maps_no_larger_than_the_padding():
     p = replace(PARAMS, depthwise_large_padded_penalty=9.0)
     for hw, padded in ((1, True), (3, True), (4, False), (8, False)):
