@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/cpu_estimator.py [--threads 1,2,all] [--per-op] [--repeat]
         [--cache DIR] [--timings FILE] [--write-host targets/host.toml]
     .venv/bin/python benchmarks/cpu_estimator.py --boards
+    .venv/bin/python benchmarks/cpu_estimator.py --users [--cache DIR]
 
 Default mode, on this machine (the `host` target):
 1. builds the fit set exactly as `ran-edge calibrate-target` does (single-op micro-benchmarks
@@ -24,6 +25,9 @@ Default mode, on this machine (the `host` target):
 
 --repeat times the held-out set a second time and prints how often the two agree within
 +-10%: the ceiling this machine puts on the issue's "90% within +-10%".
+--users judges the shipped targets/host.toml, unrefitted, on networks of users' kinds: two CNNs
+trained on scikit-learn's digits and benchmarks/everyday_nets.py (1-channel keyword spotting,
+transposed-conv decoder, PReLU/tanh, channel shuffle, ...), about a minute.
 --timings FILE keeps the timings (JSON) so a model change can be re-judged without re-timing;
 delete it after changing the models. --boards fits rpi3/4/5 to published figures (below).
 About 5 minutes on 2 cores in default mode (models cached: 2), plus 3 with --per-op.
@@ -395,6 +399,58 @@ def host_mode(args: argparse.Namespace) -> None:
         console.print(f"wrote {args.write_host}")
 
 
+# --- users' networks: trained digits CNNs and hand-written everyday nets, on targets/host.toml ---
+
+
+def users_mode(args: argparse.Namespace) -> None:
+    """The shipped host profile (no refit) against networks neither the fit nor the held-out
+    set contains: two CNNs trained on scikit-learn's digits (int8 calibrated on real digits)
+    and benchmarks/everyday_nets.py's hand-written nets at 64x64."""
+    from digits_models import TrainSettings, build_model, digits_split, train
+    from everyday_nets import EVERYDAY_NETS
+
+    from ran_edge.convert.export import export_float_tflite
+    from ran_edge.convert.quantize import quantize_int8
+
+    target = resolve_target("host")
+    threads = sorted({1, target.cpu.cores})
+    data = digits_split(seed=0)
+    models: list[Model] = []
+    with console.status("training two digits CNNs and building the everyday nets ..."):
+        for name in ("plain_cnn", "tiny_mbnet"):
+            model = build_model(name, seed=0)
+            train(model, data.train_x, data.train_y, TrainSettings(epochs=4))
+            with captured_output():
+                float_model = export_float_tflite(model.eval(), (1, 1, 32, 32))
+                calib = data.train_x[:64].transpose(0, 2, 3, 1).astype(np.float32)
+                q = quantize_int8(float_model, calib)
+            models.append((f"trained_{name}", q, tuple(read_op_costs(q))))
+        for name, make in EVERYDAY_NETS.items():
+            torch.manual_seed(0)
+            module, shape = make(64)
+            q = _cached(
+                args.cache, f"everyday_{name}", lambda m=module, s=shape: build_int8(m.eval(), s)
+            )
+            models.append((name, q, tuple(read_op_costs(q))))
+    with console.status(f"timing {len(models)} networks x {len(threads)} thread counts ..."):
+        samples = measure_samples_here(models, threads, rounds=ROUNDS, min_seconds=MIN_SECONDS)
+    table = Table(title="users' networks: targets/host.toml vs measured", title_justify="left")
+    for col in ("network", "threads", "measured ms", "estimated ms", "error %"):
+        table.add_column(col, justify="left" if col == "network" else "right")
+    errors = []
+    for s in samples:
+        est = predict(s, target.cpu, target.cpu_model.params)
+        errors.append(_err(est, s.measured_ms))
+        table.add_row(
+            s.name, str(s.threads), f"{s.measured_ms:.3f}", f"{est:.3f}", f"{errors[-1]:+.1f}"
+        )
+    console.print(table)
+    console.print(
+        f"within +-10%: {sum(abs(e) <= 10 for e in errors)}/{len(errors)}, mean error "
+        f"{statistics.fmean(errors):+.1f}%, median |error| {statistics.median(map(abs, errors)):.1f}%"
+    )
+
+
 # --- boards: fit rpi4/rpi5 to published figures -------------------------------------------------
 
 # TFLite 2.18 `benchmark_model`, XNNPACK, int8 EfficientDet-Lite0 (320x320) and -Lite1 (384x384),
@@ -629,7 +685,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--repeat", action="store_true", help="time the held-out set twice: the machine's noise"
     )
+    parser.add_argument(
+        "--users",
+        action="store_true",
+        help="judge targets/host.toml on trained digits CNNs and the hand-written everyday nets",
+    )
     args = parser.parse_args(argv)
+    if args.users:
+        users_mode(args)
+        return 0
     if args.boards:
         boards_mode(args.cache)
         return 0

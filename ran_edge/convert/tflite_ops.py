@@ -50,9 +50,16 @@ def _itemsize(dtype) -> int:
     return int(np.dtype(dtype).itemsize)
 
 
-def _macs(op: str, out: tuple[int, ...], weights: tuple[int, ...] | None) -> int:
+def _macs(
+    op: str,
+    out: tuple[int, ...],
+    weights: tuple[int, ...] | None,
+    inputs: tuple[tuple[int, ...], ...] = (),
+) -> int:
     if weights is None:
         return 0
+    if op == "TRANSPOSE_CONV" and inputs:  # every input pixel scatters a kh x kw x Cout patch
+        return _size(inputs[0]) * _size(weights[:3])
     if op == "CONV_2D":  # weights [Cout, kh, kw, Cin]
         return _size(out) * _size(weights[1:])
     if op == "DEPTHWISE_CONV_2D":  # weights [1, kh, kw, Cout * multiplier]
@@ -115,6 +122,10 @@ def read_op_costs(model: bytes) -> list[OpCost]:
             weights = tuple(int(d) for d in tensors[ins[1]]["shape"])
             act_ids = ins[:1]
             weight_ids = ins[1:]
+        elif op == "TRANSPOSE_CONV" and len(ins) >= 3:  # output shape, weights, input[, bias]
+            weights = tuple(int(d) for d in tensors[ins[1]]["shape"])
+            act_ids = ins[2:3]
+            weight_ids = [ins[1], *ins[3:]]
         else:
             act_ids = [i for i in ins if np.dtype(tensors[i]["dtype"]) != np.int32]
             weight_ids = []
@@ -137,7 +148,7 @@ def read_op_costs(model: bytes) -> list[OpCost]:
                 output=out,
                 inputs=inputs,
                 weights=weights,
-                macs=_macs(op, out, weights),
+                macs=_macs(op, out, weights, inputs),
                 in_elements=in_elements,
                 out_elements=out_elements,
                 activation_bytes=act_bytes,

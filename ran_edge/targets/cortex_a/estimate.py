@@ -54,12 +54,15 @@ class CpuEstimate:
 
 
 def _conv_cycles(cost: OpCost, p: CpuModelParams) -> float:
-    """A conv as its GEMM runs it (`_gemm_cycles`), read off the op's shapes."""
+    """A conv as its GEMM runs it (`_gemm_cycles`), read off the op's shapes; a transposed
+    conv as the conv of its MACs per output pixel, times its own penalty (XNNPACK's int8
+    deconvolution measured ~9x slower than that on x86)."""
     cin = cost.weights[-1] if cost.weights else 1  # channels per tap: the K loop's step
     n = cost.output[-1] if cost.output else 1
     m = cost.out_elements / max(n, 1)  # output pixels: the GEMM's rows
-    k = cost.macs / max(1, cost.out_elements)  # reduction depth kh*kw*Cin
-    return _gemm_cycles(m, n, cin, k, p)
+    k = cost.macs / max(1, cost.out_elements)  # reduction depth kh*kw*Cin (/ stride^2)
+    cycles = _gemm_cycles(m, n, cin, k, p)
+    return cycles * p.transpose_conv_penalty if cost.op == "TRANSPOSE_CONV" else cycles
 
 
 def _gemm_cycles(m: float, n: int, cin: int, k: float, p: CpuModelParams) -> float:

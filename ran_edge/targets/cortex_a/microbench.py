@@ -249,6 +249,8 @@ MICRO_BENCHMARKS: tuple[MicroBench, ...] = (
     _bench("conv1x1_c576_96_7", lambda: _conv(576, 96, 1), 576, 7),
     _bench("conv1x1_c320_320_3", lambda: _conv(320, 320, 1), 320, 3),
     _bench("conv3x3_c256_256_2", lambda: _conv(256, 256, 3), 256, 2),
+    # a decoder's 2x upsampling by a transposed conv (TRANSPOSE_CONV)
+    _bench("tconv4x4_s2_c48_24_12", lambda: nn.ConvTranspose2d(48, 24, 4, 2, 1), 48, 12),
     # depthwise
     _bench("dw3x3_c16_112", lambda: _conv(16, 16, 3, groups=16), 16, 112),
     _bench("dw3x3_c64_56", lambda: _conv(64, 64, 3, groups=64), 64, 56),

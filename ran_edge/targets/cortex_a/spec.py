@@ -75,6 +75,8 @@ class CpuModelParams:
     conv_tile_n: float = 1.0
     conv_pixel_cycles: float = 0.0
     conv_tap_cycles: float = 0.0
+    # a transposed conv (decoder upsampling) over the conv of the same MACs per output pixel
+    transpose_conv_penalty: float = 1.0
     depthwise_c_half: float = 4.0
     # XNNPACK's int8 depthwise kernels stop at 25 taps (5x5): a 7x7 takes a slow general path
     depthwise_large_macs_per_cycle: float = 0.5

@@ -294,6 +294,17 @@ def test_depthwise_with_a_multiplier_is_costed_as_a_gemm_per_input_channel(c_in)
     assert one(dw, p).compute_cycles == pytest.approx(c_in * one(per_channel, p).compute_cycles)
 
 
+def test_transposed_conv_is_the_conv_of_its_macs_times_its_penalty():
+    p = replace(PARAMS, conv_tile_n=16.0, conv_pixel_cycles=10.0, transpose_conv_penalty=9.0)
+    out, w = (1, 16, 16, 6), (6, 4, 4, 12)
+    macs = 8 * 8 * 12 * 6 * 16
+    tconv = op("TRANSPOSE_CONV", out, ((1, 8, 8, 12),), weights=w, macs=macs)
+    same = op("CONV_2D", out, ((1, 8, 8, 12),), weights=w, macs=macs)
+    assert cost_class(tconv) == "conv"
+    assert one(tconv, p).compute_cycles == pytest.approx(9.0 * one(same, p).compute_cycles)
+    assert one(tconv).compute_cycles == pytest.approx(one(same).compute_cycles)  # default 1
+
+
 def test_padded_large_depthwise_pays_its_penalty_only_on_maps_no_larger_than_the_padding():
     p = replace(PARAMS, depthwise_large_padded_penalty=9.0)
     for hw, padded in ((1, True), (3, True), (4, False), (8, False)):
@@ -479,6 +490,27 @@ def test_read_op_costs_has_pool_window_and_pad_consumers():
     assert [cost_class(c) for c in costs] == ["tflite-move", "pool", "fused", "conv"]
     estimate = estimate_ops(costs, SPEC, PARAMS, 1)
     assert estimate.ops[2].cycles == 0.0 and all(o.cycles > 0 for o in estimate.ops[:2])
+
+
+@pytest.mark.slow  # the converter: a few seconds
+def test_read_op_costs_counts_a_transposed_convs_weights_and_macs():
+    """TRANSPOSE_CONV's inputs are (output shape, weights, input, bias): the weights are not an
+    activation, and every input pixel scatters a kh x kw x Cout patch (MACs, not 0)."""
+    from torch import nn
+
+    from ran_edge.convert.tflite_ops import read_op_costs
+    from ran_edge.quiet import captured_output
+    from ran_edge.targets.cortex_a.microbench import build_int8
+
+    with captured_output():
+        data = build_int8(nn.ConvTranspose2d(12, 6, 4, 2, 1), (1, 12, 8, 8))
+    (cost,) = read_op_costs(data)
+    assert cost.op == "TRANSPOSE_CONV"
+    assert cost.weights == (6, 4, 4, 12) and cost.inputs == ((1, 8, 8, 12),)
+    assert cost.output == (1, 16, 16, 6)
+    assert cost.macs == 8 * 8 * 12 * 6 * 4 * 4
+    assert cost.weight_bytes >= 6 * 4 * 4 * 12  # int8 weights (+ int32 bias)
+    assert cost.activation_bytes == 8 * 8 * 12 + 16 * 16 * 6
 
 
 # --- random stacks -----------------------------------------------------------------------------
