@@ -35,13 +35,24 @@ from ran_edge.targets.cortex_a.spec import SHARES, CpuModelParams, CpuSpec, Unce
 from ran_edge.targets.loading import Target, resolve_target
 
 # Parameters a calibration fits; the rest (the reference clock) are facts, not fitted.
-FITTED = tuple(n for n in CpuModelParams.names() if n not in ("reference_clock_hz", "conv_tile_n"))
+FITTED = tuple(
+    n
+    for n in CpuModelParams.names()
+    if n not in ("reference_clock_hz", "conv_tile_n", "conv_tile_m", "conv_rowwise_max_m")
+)
 PRIOR_WEIGHT = 0.05
 # A conv GEMM's tile of output channels is a step, not a slope, so the fit tries each width
-# and keeps the best: XNNPACK's int8 kernels use 8 or 16 on NEON, 16 on AVX, 64 on x86 AMX.
+# and keeps the best: XNNPACK's int8 kernels use 8 or 16 on NEON, 16 on AVX, 64 on x86 AMX;
+# then, at that width, each tile of output pixels (rows): 4-8 on NEON, 16 on AMX.
 CONV_TILES = (1, 8, 16, 32, 64)
-# Terms off by default (0 cycles) start from this when fitted: log-space needs a positive start.
-SWITCHED_ON_START = 1.0
+CONV_ROW_TILES = (1, 4, 8, 16)
+# ... and whether convs on up to 4 output pixels run a pixel-at-a-time kernel (x86 AMX builds)
+CONV_ROWWISE_MAX_M = (0, 4)
+STEPS = ("conv_tile_n", "conv_tile_m", "conv_rowwise_max_m")
+# Terms off by default (0 cycles) start from these when fitted: log-space needs a positive
+# start, and one within the fit's bounds (x1e4) of where the term lands on a CPU.
+SWITCHED_ON_START = {"handoff_cycles_per_byte": 0.1, "partition_wake_cycles": 10000.0}
+SWITCHED_ON_DEFAULT_START = 1.0
 BAND_COVERAGE = 0.9
 # Timing passes over the whole set, each run at least MIN_SECONDS per model and thread count.
 # A shared or virtual machine changes speed in phases of seconds (by 40% on the development
@@ -107,17 +118,32 @@ def fit(
     names: Sequence[str] = FITTED,
     prior_weight: float = PRIOR_WEIGHT,
     tiles: Sequence[float] | None = CONV_TILES,
+    row_tiles: Sequence[float] | None = CONV_ROW_TILES,
+    rowwise: Sequence[float] | None = CONV_ROWWISE_MAX_M,
 ) -> CpuModelParams:
     """Parameters `names` fitted to `samples` (log-error least squares, single ops and stacks
     weighted alike), others kept from `start`; with `tiles`, once per conv tile width, keeping
-    the best fit (None: start's width)."""
-    if not tiles:
-        return _fit_once(samples, spec, start, names, prior_weight)[0]
-    fits = [
-        _fit_once(samples, spec, replace(start, conv_tile_n=float(t)), names, prior_weight)
-        for t in tiles
-    ]
-    return min(fits, key=lambda f: f[1])[0]
+    the best fit, then at that width once per tile of `row_tiles`, then per `rowwise` (None:
+    start's steps)."""
+    best = _fit_once(samples, spec, start, names, prior_weight)
+    for field, steps in zip(STEPS, (tiles, row_tiles, rowwise), strict=True):
+        base = best[0]
+        for step in steps or ():
+            if float(step) == getattr(base, field):
+                continue
+            tried = replace(start, **{field: float(step)}, **_tiles(base, but=field))
+            # a tile width rescales every conv term: from the start; a finer step, from the
+            # best fit so far (from the start, the fit falls into a worse minimum)
+            init = None if field == STEPS[0] else replace(base, **_tiles(tried))
+            if field == "conv_rowwise_max_m":  # from a pixel costing a whole tile of rows
+                init = replace(init, conv_rowwise_rows=tried.conv_tile_m)
+            candidate = _fit_once(samples, spec, tried, names, prior_weight, init)
+            best = min(best, candidate, key=lambda f: f[1])
+    return best[0]
+
+
+def _tiles(params: CpuModelParams, but: str = "") -> dict[str, float]:
+    return {f: getattr(params, f) for f in STEPS if f != but}
 
 
 def _fit_once(
@@ -126,11 +152,20 @@ def _fit_once(
     start: CpuModelParams,
     names: Sequence[str],
     prior_weight: float,
+    init: CpuModelParams | None = None,
 ) -> tuple[CpuModelParams, float]:
-    """One least-squares fit: the parameters and the cost they reach."""
+    """One least-squares fit from `init` (default: `start`), pulled weakly towards `start`:
+    the parameters and the cost they reach."""
     from scipy.optimize import least_squares
 
-    start = replace(start, **{n: SWITCHED_ON_START for n in names if getattr(start, n) <= 0})
+    start = replace(
+        start,
+        **{
+            n: SWITCHED_ON_START.get(n, SWITCHED_ON_DEFAULT_START)
+            for n in names
+            if getattr(start, n) <= 0
+        },
+    )
     x0 = np.array([math.log(getattr(start, n)) for n in names])
     measured = np.log([s.measured_ms for s in samples])
     root_weights = np.sqrt(group_weights(samples))
@@ -145,8 +180,9 @@ def _fit_once(
         predicted = np.log([predict(s, spec, params) for s in samples])
         return np.concatenate([root_weights * (predicted - measured), prior_weight * (x - x0)])
 
-    x0 = np.clip(x0, lower + 1e-9, upper - 1e-9)
-    result = least_squares(residuals, x0, bounds=(lower, upper), method="trf", x_scale=1.0)
+    first = x0 if init is None else np.array([math.log(getattr(init, n)) for n in names])
+    first = np.clip(first, lower + 1e-9, upper - 1e-9)
+    result = least_squares(residuals, first, bounds=(lower, upper), method="trf", x_scale=1.0)
     return _with(start, names, result.x), float(result.cost)
 
 
@@ -244,8 +280,8 @@ def band_from_ratios(
 
 
 def with_tile(start: CpuModelParams, fitted: CpuModelParams) -> CpuModelParams:
-    """`start` with the conv tile width a full fit chose: held-out folds keep it, not search it."""
-    return replace(start, conv_tile_n=fitted.conv_tile_n)
+    """`start` with the conv tiles a full fit chose: held-out folds keep them, not search them."""
+    return replace(start, **_tiles(fitted))
 
 
 def held_out_ratios(
@@ -263,7 +299,9 @@ def held_out_ratios(
     ratios = []
     for fold in range(folds):
         held = set(names[fold::folds])
-        params = fit([s for s in samples if s.name not in held], spec, start, tiles=None)
+        params = fit(
+            [s for s in samples if s.name not in held], spec, start, tiles=None, row_tiles=None
+        )
         ratios += [s.measured_ms / predict(s, spec, params) for s in samples if s.name in held]
     return ratios
 

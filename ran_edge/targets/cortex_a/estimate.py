@@ -3,16 +3,18 @@
 Per op: compute work (MACs, elements or bytes over the rate of its class, with a shape
 penalty for narrow convs), plus bytes over the memory rate; threads split that work with an
 efficiency that grows with the op's size (XNNPACK parallelises over output tiles, so small
-ops gain little); a fixed dispatch overhead per op and per invoke. A PAD read only by convs
-costs nothing: XNNPACK folds it into the conv's own padding. Pooling is costed per window
-element (the filter area comes from the flatbuffer, not the shapes). The parameters live in
-the target profile's [cpu_model] table (docs/cpu-targets.md says which are fitted to what).
+ops gain little); a fixed dispatch overhead per op and per invoke. An op XNNPACK leaves to
+TFLite's kernels also pays for the tensors handed to it and back and, with threads, for waking
+the workers that slept through it. A PAD read only by convs costs nothing: XNNPACK folds it
+into the conv's own padding. Pooling is costed per window element (the filter area comes from
+the flatbuffer, not the shapes). The parameters live in the target profile's [cpu_model]
+table (docs/cpu-targets.md says which are fitted to what).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ran_edge.convert.tflite_ops import OpCost, op_class
 from ran_edge.targets.cortex_a.delegation import NOT_DELEGATED_INT8
@@ -67,20 +69,25 @@ def _conv_cycles(cost: OpCost, p: CpuModelParams) -> float:
 
 def _gemm_cycles(m: float, n: int, cin: int, k: float, p: CpuModelParams) -> float:
     """m output pixels by n output channels over a reduction of depth k (taps x cin): per
-    pixel and tile of conv_tile_n channels, a fixed cost plus, per tap, the larger of the
+    pixel (rounded up to whole tiles of conv_tile_m, or a pixel at a time on few pixels) and
+    tile of conv_tile_n channels, a fixed cost plus, per tap, the larger of the
     tap's floor and its MACs over the rate (a smooth maximum, so the fit sees a slope); times
     penalties for shallow and short GEMMs (and for narrow ones when there is no tile:
     conv_tile_n 1)."""
     taps = k / max(cin, 1)
     tile = max(1.0, p.conv_tile_n)
     tiles = math.ceil(n / tile - 1e-9)
+    if taps > 1 and m <= p.conv_rowwise_max_m:  # a pixel at a time
+        rows = m * p.conv_rowwise_rows
+    else:
+        rows = math.ceil(m / max(1.0, p.conv_tile_m) - 1e-9) * max(1.0, p.conv_tile_m)
     per_tap = cin * tile / p.conv_macs_per_cycle * (1 + p.conv_cin_half / max(cin, 1))
     if p.conv_tap_cycles > 0:
         per_tap = (per_tap**4 + p.conv_tap_cycles**4) ** 0.25
     penalty = (1 + p.conv_k_half / max(k, 1)) * (1 + p.conv_m_half / max(m, 1))
     if tile <= 1:  # whole tiles already cost a narrow conv its idle channels
         penalty *= 1 + p.conv_n_half / max(n, 1)
-    return m * tiles * (p.conv_pixel_cycles + taps * per_tap) * penalty
+    return rows * tiles * (p.conv_pixel_cycles + taps * per_tap) * penalty
 
 
 def _depthwise_cycles(cost: OpCost, p: CpuModelParams) -> float:
@@ -134,6 +141,7 @@ def _compute_cycles(cost: OpCost, kind: str, p: CpuModelParams) -> float:
     return (cost.in_elements + cost.out_elements) * p.reference_cycles_per_element
 
 
+_OUTSIDE_XNNPACK = ("reference", "tflite-move")
 _CONVS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D"})
 # Ops outside XNNPACK that only move or average data: TFLite's kernels for them are plain loops.
 _MOVES = frozenset({"AVERAGE_POOL_2D", "RESIZE_NEAREST_NEIGHBOR", "PADV2"})
@@ -170,6 +178,31 @@ def cold_weight_share(
     return min(1.0, max(0.0, weight_bytes / l2 - 1.0))
 
 
+def _with_worker_wakes(
+    rows: list[OpEstimate], threads: int, params: CpuModelParams
+) -> list[OpEstimate]:
+    """Each run of ops outside XNNPACK costs the wake of the workers that slept through it,
+    charged to the run's last op. Invokes run back to back, so a run at the end of the model
+    leads into the first delegated op of the next invoke."""
+    order = [i for i, r in enumerate(rows) if r.op_class not in ("free", "fused")]
+    first = next(p for p, i in enumerate(order) if rows[i].op_class not in _OUTSIDE_XNNPACK)
+    order = order[first:] + order[:first]  # start at a delegated op: no run wraps around
+    rows = list(rows)
+    gap = 0.0
+    for position, i in enumerate(order):
+        if rows[i].op_class not in _OUTSIDE_XNNPACK:
+            continue
+        gap += rows[i].cycles
+        after = order[(position + 1) % len(order)]
+        if rows[after].op_class in _OUTSIDE_XNNPACK:
+            continue
+        asleep = gap**2 / (gap**2 + params.partition_wake_gap_cycles**2)
+        wake = (threads - 1) * params.partition_wake_cycles * asleep
+        rows[i] = replace(rows[i], cycles=rows[i].cycles + wake)
+        gap = 0.0
+    return rows
+
+
 def estimate_ops(
     costs: list[OpCost], spec: CpuSpec, params: CpuModelParams, threads: int | None = None
 ) -> CpuEstimate:
@@ -177,8 +210,11 @@ def estimate_ops(
     n = max(1, min(threads or spec.default_threads, spec.cores))
     cold = cold_weight_share(sum(c.weight_bytes for c in costs), spec, params, n)
     working = [c for c in costs if cost_class(c) not in ("free", "fused")]
-    context = 1.0 + (params.context_fraction if len(working) > 1 else 0.0)
-    rows = []
+    delegated = any(cost_class(c) not in _OUTSIDE_XNNPACK for c in working)
+    handoff = params.handoff_cycles_per_byte * (1 + (n - 1) * params.handoff_thread_growth)
+    growth = 1 + (n - 1) * params.context_thread_growth
+    context = 1.0 + (params.context_fraction * growth if len(working) > 1 else 0.0)
+    rows: list[OpEstimate] = []
     for cost in costs:
         kind = cost_class(cost)
         if kind == "fused":
@@ -192,9 +228,13 @@ def estimate_ops(
         speedup = _speedup(work, n, kind, params)
         sync = (n - 1) * params.thread_sync_cycles if speedup > 1.0 else 0.0
         overhead = params.op_overhead_cycles
-        if kind in ("reference", "tflite-move"):  # it splits the delegate's graph in two
+        if kind in _OUTSIDE_XNNPACK:  # it splits the delegate's graph in two
             overhead += params.partition_overhead_cycles
+            if delegated:  # and takes its input from XNNPACK, and gives its output back
+                overhead += handoff * cost.activation_bytes
         cycles = overhead + work / speedup + sync
         rows.append(OpEstimate(cost, kind, cycles, compute, memory, speedup))
+    if n > 1 and delegated and params.partition_wake_cycles > 0:
+        rows = _with_worker_wakes(rows, n, params)
     clock = spec.clock_hz or params.reference_clock_hz
     return CpuEstimate(tuple(rows), params.invoke_overhead_cycles, clock, n)

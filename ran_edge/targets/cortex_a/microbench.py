@@ -72,6 +72,19 @@ class _HardSwish(nn.Module):
         return self.act(self.conv(x))
 
 
+class _Handoffs(nn.Module):
+    """n times a 1x1 conv then an op outside XNNPACK (hard-swish or a 3x3 average pool): each
+    hands its tensor from the delegate to TFLite's kernel and back, what MobileNetV3's
+    hard-swishes and a VGG's average pools do."""
+
+    def __init__(self, c: int, n: int, outside: Callable[[], nn.Module]) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(*[m for _ in range(n) for m in (nn.Conv2d(c, c, 1), outside())])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
 class _Upsample(nn.Module):
     """A 1x1 conv then 2x nearest upsampling (RESIZE_NEAREST_NEIGHBOR, a TFLite kernel)."""
 
@@ -280,6 +293,11 @@ MICRO_BENCHMARKS: tuple[MicroBench, ...] = (
     _bench("sqrt_c16_32", _Sqrt, 16, 32),
     _bench("hardswish_c64_28", lambda: _HardSwish(64), 64, 28),
     _bench("upsample_c32_32", lambda: _Upsample(32), 32, 32),
+    # tensors handed between XNNPACK and TFLite's kernels, 8 times over
+    _bench("handoff8_hardswish_c56_24", lambda: _Handoffs(56, 8, nn.Hardswish), 56, 24),
+    _bench(
+        "handoff8_avgpool_c32_32", lambda: _Handoffs(32, 8, lambda: nn.AvgPool2d(3, 1, 1)), 32, 32
+    ),
 )
 
 # A quarter of the set that still touches every parameter: for quick checks (and tests).

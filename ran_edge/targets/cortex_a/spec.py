@@ -67,12 +67,22 @@ class CpuModelParams:
     conv_n_half: float = 4.0  # output channels at which a conv runs at half rate
     conv_m_half: float = 1.0  # output pixels at which a conv runs at half rate (GEMM rows)
     conv_cin_half: float = 1.0  # input channels per tap at which a conv runs at half rate
-    # A GEMM kernel computes conv_tile_n output channels at once (x86 AMX: 64, NEON: 8-16), so
-    # a conv costs by whole tiles; each output pixel and tile pays conv_pixel_cycles, and each
-    # tap at least conv_tap_cycles (gathering the tap's input row), however few its channels.
-    # The defaults (1, 0, 0) leave convs costed by MACs alone. The two cycle terms are fitted;
-    # the tile width is a step, so calibrate.fit tries each of CONV_TILES instead.
+    # A GEMM kernel computes conv_tile_n output channels of conv_tile_m output pixels at once
+    # (x86 AMX: 64 x 16, NEON: 8-16 x 4-8), so a conv costs by whole tiles: a 3x3 conv on a
+    # 4x4 map costs what it does on 3x3, and half what it does on 5x5 (measured on AMX); each
+    # output pixel and tile pays conv_pixel_cycles, and each tap at least conv_tap_cycles
+    # (gathering the tap's input row), however few its channels. The defaults (1, 1, 0, 0)
+    # leave convs costed by MACs alone. The two cycle terms are fitted; the tiles are steps, so
+    # calibrate.fit tries each of CONV_TILES and CONV_ROW_TILES instead.
     conv_tile_n: float = 1.0
+    conv_tile_m: float = 1.0
+    # A conv of more than one tap (an indirect GEMM) on at most conv_rowwise_max_m output
+    # pixels runs a kernel that takes one pixel at a time, each costing conv_rowwise_rows rows
+    # of the tiled kernel: on x86 AMX, 2x2 outputs (a ResNet's last stage at 64x64) measured
+    # 2.5x slower than 3x3 or 4x4. conv_rowwise_max_m is a step (calibrate.fit tries
+    # CONV_ROWWISE_MAX_M); 0: no such kernel.
+    conv_rowwise_max_m: float = 0.0
+    conv_rowwise_rows: float = 1.0
     conv_pixel_cycles: float = 0.0
     conv_tap_cycles: float = 0.0
     # a transposed conv (decoder upsampling) over the conv of the same MACs per output pixel
@@ -93,8 +103,21 @@ class CpuModelParams:
     # In a network an op finds what the ops before it evicted; a model of one op keeps its
     # weights and buffers warm from run to run. Work of every op of a multi-op model x (1 + this).
     context_fraction: float = 0.05
+    # ... more with threads: x (1 + (threads - 1) x this). 0: the same at any thread count
+    context_thread_growth: float = 0.0
     invoke_overhead_cycles: float = 5000.0
     partition_overhead_cycles: float = 2000.0  # per op outside XNNPACK: one more partition
+    # Handing a tensor between XNNPACK and an op outside it costs per byte the op reads and
+    # writes (eight 1x1 convs each followed by a hard-swish at 24x24x56 on the x86 host: ~20 µs
+    # per handoff at 1 thread, ~40 µs at 2), more with each extra thread, whose share of the
+    # tensor sits in another core's cache: x (1 + (threads - 1) x growth). 0: off.
+    handoff_cycles_per_byte: float = 0.0
+    handoff_thread_growth: float = 1.0
+    # With threads, XNNPACK's workers sleep through a long run of ops outside it, and the next
+    # delegated op waits for them to wake: partition_wake_cycles per extra thread, in full
+    # once the run is well over partition_wake_gap_cycles (a short run finds them spinning)
+    partition_wake_cycles: float = 0.0
+    partition_wake_gap_cycles: float = 20000.0
     parallel_efficiency: float = 0.8  # speedup per extra thread, for large ops
     parallel_half_work_cycles: float = 50000.0  # op size at which half that speedup is reached
     thread_sync_cycles: float = 500.0  # per op and extra thread: waking and joining workers
@@ -106,7 +129,23 @@ class CpuModelParams:
 
 
 # [cpu_model] terms that may be 0: switched off (a profile fitted before they existed)
-OFF_BY_DEFAULT = frozenset({"conv_pixel_cycles", "conv_tap_cycles"})
+OFF_BY_DEFAULT = frozenset(
+    {
+        "conv_pixel_cycles",
+        "conv_tap_cycles",
+        "handoff_cycles_per_byte",
+        "conv_rowwise_max_m",
+        "context_thread_growth",
+        "partition_wake_cycles",
+    }
+)
+
+
+def usable_value(name: str, value: float) -> bool:
+    """A [cpu_model] value a profile may hold: positive and finite, or 0 for a switchable term."""
+    return (name in OFF_BY_DEFAULT and value == 0) or 0 < value < float("inf")
+
+
 # [cpu_model] fractions: at most 1 (profiles are checked, fits are bounded)
 SHARES = ("parallel_efficiency", "l2_thread_share")
 
@@ -270,8 +309,9 @@ def parse_cpu_model(data: dict, where: str) -> CpuModel:
     for share in SHARES:
         if getattr(params, share) > 1.0:
             raise UsageError(f"target profile {where}: `{share}` must be in (0, 1].")
-    if params.conv_tile_n < 1:
-        raise UsageError(f"target profile {where}: `conv_tile_n` must be at least 1.")
+    for tile in ("conv_tile_n", "conv_tile_m"):
+        if getattr(params, tile) < 1:
+            raise UsageError(f"target profile {where}: `{tile}` must be at least 1.")
     fitted = model.get("fitted", False)
     if not isinstance(fitted, bool):
         raise UsageError(f"target profile {where}: `cpu_model.fitted` must be true or false.")

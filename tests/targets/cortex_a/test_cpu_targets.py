@@ -19,7 +19,7 @@ from ran_edge.report.json_report import SCHEMA_FILE
 from ran_edge.report.metrics import metric_value
 from ran_edge.resources import shipped_dir
 from ran_edge.targets.cortex_a.estimate import estimate_ops
-from ran_edge.targets.cortex_a.spec import OFF_BY_DEFAULT
+from ran_edge.targets.cortex_a.spec import usable_value
 from ran_edge.targets.loading import TARGET_PATH_ENV, load_target_file, resolve_target
 
 CPU_NAMES = (
@@ -67,7 +67,7 @@ def test_shipped_cpu_profile_loads(name):
     assert cpu.cores >= 1 and 1 <= cpu.default_threads <= cpu.cores
     assert (cpu.clock_hz is None) == (name == "host")
     params = vars(target.cpu_model.params)
-    assert all(v > 0 or (k in OFF_BY_DEFAULT and v == 0) for k, v in params.items()), params
+    assert all(usable_value(k, v) for k, v in params.items()), params
     assert target.description
 
 
@@ -198,7 +198,10 @@ def test_more_macs_give_a_higher_estimate(name):
         for w in (8, 16, 32, 64, 128)
     ]
     assert all(e > 0 for e in estimates)
-    assert estimates == sorted(estimates) and len(set(estimates)) == len(estimates), estimates
+    # more MACs never cost materially less; within one GEMM tile (64 channels on the x86 host)
+    # widths cost alike, as measured, so neighbours may tie to within 1%
+    assert all(b >= 0.99 * a for a, b in zip(estimates, estimates[1:], strict=False)), estimates
+    assert estimates[-1] > 1.5 * estimates[0], estimates
 
 
 @pytest.mark.parametrize("name", BOARDS)
@@ -374,7 +377,7 @@ def test_calibrate_target_writes_a_usable_profile(tmp_path):
     fit = json.loads(result.stdout)
     assert fit["out"] == str(path) and fit["timings"]
     assert all(t["measured_ms"] > 0 for t in fit["timings"])
-    assert all(v > 0 for v in fit["params"].values())
+    assert all(usable_value(k, v) for k, v in fit["params"].items()), fit["params"]
     target = load_target_file(path)
     assert target.name == "host" and target.cpu_model.fitted
     assert target.cpu_model.source.startswith("ran-edge calibrate-target on ")

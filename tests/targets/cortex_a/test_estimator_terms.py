@@ -171,6 +171,71 @@ def test_ops_outside_xnnpack_pay_a_partition_and_run_on_one_thread(name, kind, w
     assert threaded.speedup == 1.0 and threaded.cycles == pytest.approx(base.cycles)
 
 
+def _handoff_model(outside: OpCost) -> list[OpCost]:
+    return [conv(32, 32, 16, k=1, index=0), replace(outside, index=1)]
+
+
+def test_handing_a_tensor_to_an_op_outside_xnnpack_costs_per_byte_and_grows_with_threads():
+    """A conv then a hard-swish: the hard-swish pays handoff_cycles_per_byte for each byte it
+    reads and writes, times 1 + (threads - 1) x growth; off (0) by default."""
+    hs = op("HARD_SWISH", (1, 16, 16, 32))
+    model = _handoff_model(hs)
+    p = replace(PARAMS, handoff_cycles_per_byte=0.5, handoff_thread_growth=0.75)
+
+    def outside_cycles(params, threads):
+        return estimate_ops(model, SPEC, params, threads).ops[1].cycles
+
+    assert PARAMS.handoff_cycles_per_byte == 0.0
+    for threads in (1, 2, 4):
+        extra = outside_cycles(p, threads) - outside_cycles(PARAMS, threads)
+        growth = 1 + (threads - 1) * 0.75
+        assert extra == pytest.approx(0.5 * hs.activation_bytes * growth)
+    conv_alone = estimate_ops(model, SPEC, PARAMS, 2).ops[0].cycles
+    assert estimate_ops(model, SPEC, p, 2).ops[0].cycles == pytest.approx(conv_alone)
+
+
+def test_workers_that_slept_through_a_long_run_outside_xnnpack_cost_a_wake():
+    """conv, hard-swish, hard-swish, conv: the run of two hard-swishes is charged one wake per
+    extra thread, on its last op, in full when the run is long and hardly when it is short;
+    none at 1 thread or when off (the default)."""
+    hs = op("HARD_SWISH", (1, 16, 16, 32))
+    model = [
+        conv(32, 32, 16, k=1, index=0),
+        replace(hs, index=1),
+        replace(hs, index=2),
+        conv(32, 32, 16, k=1, index=3),
+    ]
+    wake = replace(PARAMS, partition_wake_cycles=30000.0, partition_wake_gap_cycles=1.0)
+
+    def extra(params, threads):
+        with_wake = estimate_ops(model, SPEC, params, threads).ops
+        without = estimate_ops(model, SPEC, PARAMS, threads).ops
+        return [w.cycles - o.cycles for w, o in zip(with_wake, without, strict=True)]
+
+    assert PARAMS.partition_wake_cycles == 0.0
+    assert extra(wake, 1) == pytest.approx([0, 0, 0, 0])
+    assert extra(wake, 3) == pytest.approx([0, 0, 2 * 30000.0, 0], rel=1e-6)
+    short = replace(wake, partition_wake_gap_cycles=1e9)  # the run is short beside the gap
+    assert 0 < extra(short, 2)[2] < 30.0
+
+
+def test_a_run_outside_xnnpack_at_the_end_wakes_the_next_invokes_workers():
+    """A model ending in a hard-swish: invokes run back to back, so it too wakes the workers."""
+    model = [conv(32, 32, 16, k=1, index=0), op("HARD_SWISH", (1, 16, 16, 32), index=1)]
+    wake = replace(PARAMS, partition_wake_cycles=30000.0, partition_wake_gap_cycles=1.0)
+    rows = estimate_ops(model, SPEC, wake, 2).ops
+    plain = estimate_ops(model, SPEC, PARAMS, 2).ops
+    assert rows[1].cycles - plain[1].cycles == pytest.approx(30000.0, rel=1e-6)
+
+
+def test_no_handoff_without_a_delegated_op():
+    """A model of ops outside XNNPACK only never enters the delegate: nothing is handed over
+    and no worker wakes (an average pool alone measured the same at 1 and 2 threads)."""
+    avg = op("AVERAGE_POOL_2D", (1, 16, 16, 32), ((1, 32, 32, 32),), window=4)
+    p = replace(PARAMS, handoff_cycles_per_byte=0.5, partition_wake_cycles=30000.0)
+    assert one(avg, p, threads=2).cycles == pytest.approx(one(avg, threads=2).cycles)
+
+
 def test_outside_xnnpack_rates():
     """HARD_SWISH has its own per-element rate; AVERAGE_POOL_2D per output plus per window
     element; the other moves per element read and written."""
@@ -247,7 +312,7 @@ def test_conv_tile_terms_off_by_default_leave_macs_over_rate():
     p = PARAMS
     penalty = (1 + p.conv_k_half / k) * (1 + p.conv_n_half / n) * (1 + p.conv_m_half / m)
     penalty *= 1 + p.conv_cin_half / cin
-    assert (p.conv_tile_n, p.conv_pixel_cycles, p.conv_tap_cycles) == (1.0, 0.0, 0.0)
+    assert (p.conv_tile_n, p.conv_tile_m, p.conv_pixel_cycles, p.conv_tap_cycles) == (1, 1, 0, 0)
     assert one(cost).compute_cycles == pytest.approx(cost.macs / p.conv_macs_per_cycle * penalty)
 
 
@@ -257,6 +322,33 @@ def test_conv_costs_whole_tiles_of_output_channels():
     cycles = {n: one(conv(16, n, 8), p).compute_cycles for n in (4, 32, 64, 65, 128)}
     assert cycles[4] == pytest.approx(cycles[32]) == pytest.approx(cycles[64])
     assert cycles[65] == pytest.approx(2 * cycles[64]) == pytest.approx(cycles[128])
+
+
+def test_conv_costs_whole_tiles_of_output_pixels():
+    """With 16-row tiles (x86 AMX), a 3x3 conv on a 4x4 map costs what it does on 3x3 or 1x1
+    (one tile), and 5x5 (25 pixels) costs two: the steps measured on the host."""
+    p = replace(PARAMS, conv_tile_n=64.0, conv_tile_m=16.0, conv_m_half=1e-9, conv_tap_cycles=3.0)
+    cycles = {hw: one(conv(256, 256, hw), p).compute_cycles for hw in (1, 3, 4, 5, 6, 8)}
+    assert cycles[1] == pytest.approx(cycles[3]) == pytest.approx(cycles[4])
+    assert cycles[5] == pytest.approx(2 * cycles[4])
+    assert cycles[6] == pytest.approx(3 * cycles[4])
+    assert cycles[8] == pytest.approx(4 * cycles[4])
+
+
+def test_few_pixel_indirect_convs_run_a_pixel_at_a_time():
+    """With conv_rowwise_max_m 4, a 3x3 conv on 1, 2 or 4 output pixels costs
+    conv_rowwise_rows tiled rows per pixel (2x2 measured 2.5x slower than 3x3 on AMX); a
+    1x1 conv (a plain GEMM) and 3x3 on more pixels keep their whole tiles; off by default."""
+    tiled = replace(PARAMS, conv_tile_n=64.0, conv_tile_m=16.0, conv_m_half=1e-9)
+    rowwise = replace(tiled, conv_rowwise_max_m=4.0, conv_rowwise_rows=10.0)
+    assert PARAMS.conv_rowwise_max_m == 0.0
+    for h, w in ((1, 1), (1, 2), (2, 2)):
+        cost = op("CONV_2D", (1, h, w, 256), ((1, h, w, 256),), weights=(256, 3, 3, 256))
+        cost = replace(cost, macs=h * w * 256 * 9 * 256)
+        ratio = one(cost, rowwise).compute_cycles / one(cost, tiled).compute_cycles
+        assert ratio == pytest.approx(h * w * 10 / 16)
+    for cost in (conv(256, 256, 3), conv(1024, 1024, 2, k=1)):
+        assert one(cost, rowwise).compute_cycles == pytest.approx(one(cost, tiled).compute_cycles)
 
 
 def test_conv_tap_floor_hides_few_input_channels():
@@ -330,6 +422,28 @@ def test_context_fraction_applies_to_a_multi_op_model_only():
         work = row.compute_cycles + row.memory_cycles
         assert row.cycles == pytest.approx(params.op_overhead_cycles + 1.25 * work)
     assert pair[0].cycles > alone.cycles
+
+
+def test_context_grows_with_threads_only_when_told():
+    """context_thread_growth 0 (the default): the same context at any thread count; 1: at 2
+    threads, twice the context of 1 thread."""
+    costs = [conv(32, 32, 16, index=i) for i in range(2)]
+
+    def context_at(params, threads):
+        """The row's work with its context, back out of cycles = overhead + work / speedup +
+        sync, over its work alone."""
+        row = estimate_ops(costs, SPEC, params, threads).ops[0]
+        sync = (threads - 1) * params.thread_sync_cycles
+        with_context = (row.cycles - params.op_overhead_cycles - sync) * row.speedup
+        return with_context / (row.compute_cycles + row.memory_cycles) - 1
+
+    p = replace(PARAMS, context_fraction=0.1, parallel_half_work_cycles=1e-9)
+    assert context_at(p, 1) == pytest.approx(0.1)
+    assert context_at(p, 2) == pytest.approx(0.1)
+    grown = replace(p, context_thread_growth=1.0)
+    assert context_at(grown, 1) == pytest.approx(0.1)
+    assert context_at(grown, 2) == pytest.approx(0.2)
+    assert context_at(grown, 4) == pytest.approx(0.4)
 
 
 @pytest.mark.parametrize(
@@ -545,18 +659,24 @@ def test_cpu_model_table_round_trips_its_band():
 
 
 def test_fit_chooses_the_conv_tile_width_that_explains_the_timings():
-    """Timings made by a 16-wide tile: the fit tries each width and keeps 16, and the terms
-    that start switched off (0 cycles) are switched on and sized."""
+    """Timings made by 16-wide, 4-row tiles: the fit tries each width and keeps 16, then each
+    row tile at that width and keeps 4; the terms that start switched off (0 cycles) are
+    switched on and sized."""
     from ran_edge.targets.cortex_a.calibrate import fit, predict
 
     truth = replace(
-        PARAMS, conv_tile_n=16.0, conv_pixel_cycles=40.0, conv_tap_cycles=6.0, conv_n_half=1e-9
+        PARAMS,
+        conv_tile_n=16.0,
+        conv_tile_m=4.0,
+        conv_pixel_cycles=40.0,
+        conv_tap_cycles=6.0,
+        conv_n_half=1e-9,
     )
     shapes = [
         (cin, cout, hw, k)
         for cin in (3, 16, 64)
         for cout in (8, 16, 24, 40, 64)
-        for hw, k in ((8, 3), (16, 1))
+        for hw, k in ((8, 3), (16, 1), (5, 3), (3, 1))
     ]
     samples = []
     for i, (cin, cout, hw, k) in enumerate(shapes):
@@ -564,9 +684,13 @@ def test_fit_chooses_the_conv_tile_width_that_explains_the_timings():
         ms = estimate_ops(list(costs), SPEC, truth, 1).latency_ms
         samples.append(Sample(f"c{i}", costs, 1, ms))
     names = ("conv_macs_per_cycle", "conv_pixel_cycles", "conv_tap_cycles")
-    start = replace(truth, conv_tile_n=1.0, conv_pixel_cycles=0.0, conv_tap_cycles=0.0)
-    fitted = fit(samples, SPEC, start, names=names, prior_weight=0.0, tiles=(1, 16, 64))
-    assert fitted.conv_tile_n == 16
+    start = replace(
+        truth, conv_tile_n=1.0, conv_tile_m=1.0, conv_pixel_cycles=0.0, conv_tap_cycles=0.0
+    )
+    fitted = fit(
+        samples, SPEC, start, names=names, prior_weight=0.0, tiles=(1, 16, 64), row_tiles=(1, 4)
+    )
+    assert fitted.conv_tile_n == 16 and fitted.conv_tile_m == 4
     assert fitted.conv_pixel_cycles > 0 and fitted.conv_tap_cycles > 0
     for s in samples:
         assert predict(s, SPEC, fitted) == pytest.approx(s.measured_ms, rel=0.02)
