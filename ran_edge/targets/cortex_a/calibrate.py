@@ -34,13 +34,6 @@ from ran_edge.targets.cortex_a.remote import RemoteHost
 from ran_edge.targets.cortex_a.spec import SHARES, CpuModelParams, CpuSpec, UncertaintyBand
 from ran_edge.targets.loading import Target, resolve_target
 
-# Parameters a calibration fits; the rest (the reference clock) are facts, not fitted.
-FITTED = tuple(
-    n
-    for n in CpuModelParams.names()
-    if n not in ("reference_clock_hz", "conv_tile_n", "conv_tile_m", "conv_rowwise_max_m")
-)
-PRIOR_WEIGHT = 0.05
 # A conv GEMM's tile of output channels is a step, not a slope, so the fit tries each width
 # and keeps the best: XNNPACK's int8 kernels use 8 or 16 on NEON, 16 on AVX, 64 on x86 AMX;
 # then, at that width, each tile of output pixels (rows): 4-8 on NEON, 16 on AMX.
@@ -49,6 +42,10 @@ CONV_ROW_TILES = (1, 4, 8, 16)
 # ... and whether convs on up to 4 output pixels run a pixel-at-a-time kernel (x86 AMX builds)
 CONV_ROWWISE_MAX_M = (0, 4)
 STEPS = ("conv_tile_n", "conv_tile_m", "conv_rowwise_max_m")
+# Parameters a calibration fits by least squares; the steps are tried, the reference clock is
+# a fact.
+FITTED = tuple(n for n in CpuModelParams.names() if n not in ("reference_clock_hz", *STEPS))
+PRIOR_WEIGHT = 0.05
 # Terms off by default (0 cycles) start from these when fitted: log-space needs a positive
 # start, and one within the fit's bounds (x1e4) of where the term lands on a CPU.
 SWITCHED_ON_START = {"handoff_cycles_per_byte": 0.1, "partition_wake_cycles": 10000.0}
@@ -131,10 +128,10 @@ def fit(
         for step in steps or ():
             if float(step) == getattr(base, field):
                 continue
-            tried = replace(start, **{field: float(step)}, **_tiles(base, but=field))
+            tried = replace(start, **{field: float(step)}, **_steps(base, but=field))
             # a tile width rescales every conv term: from the start; a finer step, from the
             # best fit so far (from the start, the fit falls into a worse minimum)
-            init = None if field == STEPS[0] else replace(base, **_tiles(tried))
+            init = None if field == STEPS[0] else replace(base, **_steps(tried))
             if field == "conv_rowwise_max_m":  # from a pixel costing a whole tile of rows
                 init = replace(init, conv_rowwise_rows=tried.conv_tile_m)
             candidate = _fit_once(samples, spec, tried, names, prior_weight, init)
@@ -142,7 +139,7 @@ def fit(
     return best[0]
 
 
-def _tiles(params: CpuModelParams, but: str = "") -> dict[str, float]:
+def _steps(params: CpuModelParams, but: str = "") -> dict[str, float]:
     return {f: getattr(params, f) for f in STEPS if f != but}
 
 
@@ -281,7 +278,7 @@ def band_from_ratios(
 
 def with_tile(start: CpuModelParams, fitted: CpuModelParams) -> CpuModelParams:
     """`start` with the conv tiles a full fit chose: held-out folds keep them, not search them."""
-    return replace(start, **_tiles(fitted))
+    return replace(start, **_steps(fitted))
 
 
 def held_out_ratios(

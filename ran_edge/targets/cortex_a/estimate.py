@@ -209,14 +209,14 @@ def estimate_ops(
     """Estimate every op of a model; `threads` defaults to the profile's, capped at its cores."""
     n = max(1, min(threads or spec.default_threads, spec.cores))
     cold = cold_weight_share(sum(c.weight_bytes for c in costs), spec, params, n)
-    working = [c for c in costs if cost_class(c) not in ("free", "fused")]
-    delegated = any(cost_class(c) not in _OUTSIDE_XNNPACK for c in working)
+    kinds = [cost_class(c) for c in costs]
+    working = [k for k in kinds if k not in ("free", "fused")]
+    delegated = any(k not in _OUTSIDE_XNNPACK for k in working)
     handoff = params.handoff_cycles_per_byte * (1 + (n - 1) * params.handoff_thread_growth)
     growth = 1 + (n - 1) * params.context_thread_growth
     context = 1.0 + (params.context_fraction * growth if len(working) > 1 else 0.0)
     rows: list[OpEstimate] = []
-    for cost in costs:
-        kind = cost_class(cost)
+    for cost, kind in zip(costs, kinds, strict=True):
         if kind == "fused":
             rows.append(OpEstimate(cost, kind, 0.0, 0.0, 0.0, 1.0))
             continue
