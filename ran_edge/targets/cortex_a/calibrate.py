@@ -16,7 +16,7 @@ import math
 import platform
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import date
 from functools import partial
@@ -36,12 +36,21 @@ from ran_edge.targets.loading import Target, resolve_target
 
 # A conv GEMM's tile of output channels is a step, not a slope, so the fit tries each width
 # and keeps the best: XNNPACK's int8 kernels use 8 or 16 on NEON, 16 on AVX, 64 on x86 AMX;
-# then, at that width, each tile of output pixels (rows): 4-8 on NEON, 16 on AMX.
+# then, at that width, each tile of output pixels (rows): 4-8 on NEON, 16 on AMX; whether
+# convs on up to 4 output pixels run a pixel-at-a-time kernel (x86 AMX builds); and the step
+# in which a tap's input channels are reduced (x86 AMX: 64 bytes; NEON dot products: 4-8).
 CONV_TILES = (1, 8, 16, 32, 64)
 CONV_ROW_TILES = (1, 4, 8, 16)
-# ... and whether convs on up to 4 output pixels run a pixel-at-a-time kernel (x86 AMX builds)
+CONV_DEPTH_TILES = (1, 8, 32, 64)
 CONV_ROWWISE_MAX_M = (0, 4)
-STEPS = ("conv_tile_n", "conv_tile_m", "conv_rowwise_max_m")
+STEP_VALUES: dict[str, tuple[float, ...]] = {
+    "conv_tile_n": CONV_TILES,
+    "conv_tile_m": CONV_ROW_TILES,
+    "conv_rowwise_max_m": CONV_ROWWISE_MAX_M,
+    "conv_tile_k": CONV_DEPTH_TILES,
+}
+STEPS = tuple(STEP_VALUES)
+RESCALING = ("conv_tile_n", "conv_tile_k")  # steps that rescale every conv term
 # Parameters a calibration fits by least squares; the steps are tried, the reference clock is
 # a fact.
 FITTED = tuple(n for n in CpuModelParams.names() if n not in ("reference_clock_hz", *STEPS))
@@ -114,24 +123,22 @@ def fit(
     start: CpuModelParams,
     names: Sequence[str] = FITTED,
     prior_weight: float = PRIOR_WEIGHT,
-    tiles: Sequence[float] | None = CONV_TILES,
-    row_tiles: Sequence[float] | None = CONV_ROW_TILES,
-    rowwise: Sequence[float] | None = CONV_ROWWISE_MAX_M,
+    steps: Mapping[str, Sequence[float]] = STEP_VALUES,
 ) -> CpuModelParams:
     """Parameters `names` fitted to `samples` (log-error least squares, single ops and stacks
-    weighted alike), others kept from `start`; with `tiles`, once per conv tile width, keeping
-    the best fit, then at that width once per tile of `row_tiles`, then per `rowwise` (None:
-    start's steps)."""
+    weighted alike), others kept from `start`; then, step by step in STEPS order, once per
+    value `steps` lists for it, keeping the best fit (a step `steps` leaves out keeps start's
+    value)."""
     best = _fit_once(samples, spec, start, names, prior_weight)
-    for field, steps in zip(STEPS, (tiles, row_tiles, rowwise), strict=True):
+    for field in STEPS:
         base = best[0]
-        for step in steps or ():
+        for step in steps.get(field, ()):
             if float(step) == getattr(base, field):
                 continue
             tried = replace(start, **{field: float(step)}, **_steps(base, but=field))
             # a tile width rescales every conv term: from the start; a finer step, from the
             # best fit so far (from the start, the fit falls into a worse minimum)
-            init = None if field == STEPS[0] else replace(base, **_steps(tried))
+            init = None if field in RESCALING else replace(base, **_steps(tried))
             if field == "conv_rowwise_max_m":  # from a pixel costing a whole tile of rows
                 init = replace(init, conv_rowwise_rows=tried.conv_tile_m)
             candidate = _fit_once(samples, spec, tried, names, prior_weight, init)
@@ -296,9 +303,7 @@ def held_out_ratios(
     ratios = []
     for fold in range(folds):
         held = set(names[fold::folds])
-        params = fit(
-            [s for s in samples if s.name not in held], spec, start, tiles=None, row_tiles=None
-        )
+        params = fit([s for s in samples if s.name not in held], spec, start, steps={})
         ratios += [s.measured_ms / predict(s, spec, params) for s in samples if s.name in held]
     return ratios
 

@@ -67,21 +67,26 @@ def _conv_cycles(cost: OpCost, p: CpuModelParams) -> float:
     return cycles * p.transpose_conv_penalty if cost.op == "TRANSPOSE_CONV" else cycles
 
 
+def _whole_tiles(size: float, tile: float) -> int:
+    return math.ceil(size / max(1.0, tile) - 1e-9)
+
+
 def _gemm_cycles(m: float, n: int, cin: int, k: float, p: CpuModelParams) -> float:
     """m output pixels by n output channels over a reduction of depth k (taps x cin): per
     pixel (rounded up to whole tiles of conv_tile_m, or a pixel at a time on few pixels) and
     tile of conv_tile_n channels, a fixed cost plus, per tap, the larger of the
-    tap's floor and its MACs over the rate (a smooth maximum, so the fit sees a slope); times
+    tap's floor and its MACs (input channels in whole steps of conv_tile_k) over the rate (a smooth maximum, so the fit sees a slope); times
     penalties for shallow and short GEMMs (and for narrow ones when there is no tile:
     conv_tile_n 1)."""
     taps = k / max(cin, 1)
     tile = max(1.0, p.conv_tile_n)
-    tiles = math.ceil(n / tile - 1e-9)
+    tiles = _whole_tiles(n, tile)
     if taps > 1 and m <= p.conv_rowwise_max_m:  # a pixel at a time
         rows = m * p.conv_rowwise_rows
     else:
-        rows = math.ceil(m / max(1.0, p.conv_tile_m) - 1e-9) * max(1.0, p.conv_tile_m)
-    per_tap = cin * tile / p.conv_macs_per_cycle * (1 + p.conv_cin_half / max(cin, 1))
+        rows = _whole_tiles(m, p.conv_tile_m) * max(1.0, p.conv_tile_m)
+    depth = _whole_tiles(cin, p.conv_tile_k) * max(1.0, p.conv_tile_k)
+    per_tap = depth * tile / p.conv_macs_per_cycle * (1 + p.conv_cin_half / max(cin, 1))
     if p.conv_tap_cycles > 0:
         per_tap = (per_tap**4 + p.conv_tap_cycles**4) ** 0.25
     penalty = (1 + p.conv_k_half / max(k, 1)) * (1 + p.conv_m_half / max(m, 1))
@@ -90,18 +95,26 @@ def _gemm_cycles(m: float, n: int, cin: int, k: float, p: CpuModelParams) -> flo
     return rows * tiles * (p.conv_pixel_cycles + taps * per_tap) * penalty
 
 
+# XNNPACK's int8 depthwise kernels take up to 25 taps (5x5) in one pass over the window
+UNIPASS_TAPS = 25
+
+
+def _depthwise_taps(cost: OpCost) -> int:
+    return cost.weights[1] * cost.weights[2] if cost.weights else 9
+
+
 def _depthwise_cycles(cost: OpCost, p: CpuModelParams) -> float:
     """XNNPACK's depthwise kernel takes one output channel per input channel; with a depth
     multiplier (a 1-channel input's first layer, e.g. a keyword-spotting net's 10x4) it runs
     a GEMM per input channel instead, costed as convs of 1 input channel."""
     c = cost.output[-1] if cost.output else 1
     c_in = cost.inputs[0][-1] if cost.inputs and cost.inputs[0] else c
-    taps = cost.weights[1] * cost.weights[2] if cost.weights else 9
+    taps = _depthwise_taps(cost)
     if c_in and c > c_in:
         m = cost.out_elements / c
         return c_in * _gemm_cycles(m, c // c_in, 1, taps, p)
     penalty = 1 + p.depthwise_c_half / max(c, 1)
-    if taps <= 25:
+    if taps <= UNIPASS_TAPS:
         return cost.macs / p.depthwise_macs_per_cycle * penalty
     if cost.inputs and min(cost.inputs[0][1:3]) <= cost.weights[1] // 2:
         penalty *= p.depthwise_large_padded_penalty  # the input no larger than its padding
@@ -158,11 +171,34 @@ def cost_class(cost: OpCost) -> str:
     return op_class(cost.op)
 
 
-def _speedup(work: float, threads: int, kind: str, p: CpuModelParams) -> float:
-    """Threads' speedup on one op: near 1 for tiny ops, 1 + (n-1)*efficiency for large ones."""
+def _speedup(cost: OpCost, work: float, threads: int, kind: str, p: CpuModelParams) -> float:
+    """Threads' speedup on one op: near 1 for tiny ops, 1 + (n-1)*efficiency for large ones,
+    and never more than its pieces allow (`_parallel_pieces`)."""
     if threads <= 1 or kind in ("reference", "tflite-move", "free", "fused"):
         return 1.0
-    return 1.0 + (threads - 1) * p.parallel_efficiency * work / (work + p.parallel_half_work_cycles)
+    speedup = 1.0 + (threads - 1) * p.parallel_efficiency * work / (
+        work + p.parallel_half_work_cycles
+    )
+    pieces = _parallel_pieces(cost, kind, p)
+    if pieces == math.inf:
+        return speedup
+    return min(speedup, pieces / math.ceil(pieces / threads))
+
+
+def _parallel_pieces(cost: OpCost, kind: str, p: CpuModelParams) -> float:
+    """How many pieces XNNPACK hands its threads: a conv's GEMM whole tiles of output pixels by
+    output channels; a depthwise conv of up to 25 taps, output rows (3 rows on 2 threads: 1.6x
+    measured on the x86 host, 1 row 1.2x); every other op, as many as its work allows (inf)."""
+    if kind == "conv" and cost.output:
+        n = cost.output[-1]
+        m = cost.out_elements / max(n, 1)
+        return _whole_tiles(m, p.conv_tile_m) * _whole_tiles(n, p.conv_tile_n)
+    if kind == "depthwise" and len(cost.output) == 4 and cost.inputs and cost.inputs[0]:
+        if cost.inputs[0][-1] != cost.output[-1]:  # a depth multiplier: GEMMs, not rows
+            return math.inf
+        if _depthwise_taps(cost) <= UNIPASS_TAPS:  # multipass kernels split finer
+            return cost.output[1]
+    return math.inf
 
 
 def cold_weight_share(
@@ -225,7 +261,7 @@ def estimate_ops(
         if cold:
             memory += cold * cost.weight_bytes / params.cold_weight_bytes_per_cycle
         work = (compute + memory) * context
-        speedup = _speedup(work, n, kind, params)
+        speedup = _speedup(cost, work, n, kind, params)
         sync = (n - 1) * params.thread_sync_cycles if speedup > 1.0 else 0.0
         overhead = params.op_overhead_cycles
         if kind in _OUTSIDE_XNNPACK:  # it splits the delegate's graph in two

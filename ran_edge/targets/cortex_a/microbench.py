@@ -262,6 +262,11 @@ MICRO_BENCHMARKS: tuple[MicroBench, ...] = (
     _bench("conv1x1_c576_96_7", lambda: _conv(576, 96, 1), 576, 7),
     _bench("conv1x1_c320_320_3", lambda: _conv(320, 320, 1), 320, 3),
     _bench("conv3x3_c256_256_2", lambda: _conv(256, 256, 3), 256, 2),
+    # a tap's input channels taken in whole steps (x86 AMX: 64 bytes): the first two do the
+    # same MACs, and 96 channels fill two steps of 64 as 128 would
+    _bench("conv3x3_c96_96_14", lambda: _conv(96, 96, 3), 96, 14),
+    _bench("conv3x3_c192_192_7", lambda: _conv(192, 192, 3), 192, 7),
+    _bench("conv3x3_c24_24_56", lambda: _conv(24, 24, 3), 24, 56),
     # a decoder's 2x upsampling by a transposed conv (TRANSPOSE_CONV)
     _bench("tconv4x4_s2_c48_24_12", lambda: nn.ConvTranspose2d(48, 24, 4, 2, 1), 48, 12),
     # depthwise

@@ -73,9 +73,13 @@ class CpuModelParams:
     # output pixel and tile pays conv_pixel_cycles, and each tap at least conv_tap_cycles
     # (gathering the tap's input row), however few its channels. The defaults (1, 1, 0, 0)
     # leave convs costed by MACs alone. The two cycle terms are fitted; the tiles are steps, so
-    # calibrate.fit tries each of CONV_TILES and CONV_ROW_TILES instead.
+    # calibrate.fit tries each of CONV_TILES, CONV_ROW_TILES and CONV_DEPTH_TILES instead.
     conv_tile_n: float = 1.0
     conv_tile_m: float = 1.0
+    # Each tap's input channels are reduced in whole steps of conv_tile_k: x86 AMX multiplies
+    # 64 bytes at once, so a 3x3 conv of 96 channels on 14x14 took 1.9x the time of one of 192
+    # on 7x7, the same MACs (1: by channel, as before)
+    conv_tile_k: float = 1.0
     # A conv of more than one tap (an indirect GEMM) on at most conv_rowwise_max_m output
     # pixels runs a kernel that takes one pixel at a time, each costing conv_rowwise_rows rows
     # of the tiled kernel: on x86 AMX, 2x2 outputs (a ResNet's last stage at 64x64) measured

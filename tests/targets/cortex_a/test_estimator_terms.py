@@ -335,6 +335,38 @@ def test_conv_costs_whole_tiles_of_output_pixels():
     assert cycles[8] == pytest.approx(4 * cycles[4])
 
 
+def test_conv_reduces_each_taps_channels_in_whole_depth_steps():
+    """With conv_tile_k 64 (x86 AMX's 64 bytes), 24, 48 or 64 input channels cost one step
+    and 96 costs what 128 does, two; the default (1) costs channels one by one."""
+    p = replace(PARAMS, conv_tile_n=64.0, conv_tile_k=64.0, conv_cin_half=1e-9, conv_k_half=1e-9)
+    cycles = {c: one(conv(c, 64, 8), p).compute_cycles for c in (24, 48, 64, 96, 128)}
+    assert cycles[24] == pytest.approx(cycles[48]) == pytest.approx(cycles[64])
+    assert cycles[96] == pytest.approx(cycles[128]) == pytest.approx(2 * cycles[64], rel=1e-2)
+    by_channel = replace(p, conv_tile_k=1.0)
+    assert PARAMS.conv_tile_k == 1.0
+    assert one(conv(96, 64, 8), by_channel).compute_cycles < cycles[96]
+
+
+def test_conv_speedup_is_capped_by_its_whole_gemm_tiles():
+    """XNNPACK hands threads whole GEMM tiles: one 16x64 tile (16 pixels, 64 channels) runs on
+    one thread however large its work; three tiles on two threads give at most 1.5x."""
+    p = replace(PARAMS, conv_tile_n=64.0, conv_tile_m=16.0, parallel_half_work_cycles=1.0)
+    assert one(conv(4096, 64, 4), p, threads=2).speedup == 1.0
+    three = op("CONV_2D", (1, 1, 48, 64), ((1, 1, 48, 4096),), weights=(64, 3, 3, 4096))
+    assert one(replace(three, macs=48 * 64 * 9 * 4096), p, threads=2).speedup == 1.5
+    assert one(conv(4096, 64, 4), PARAMS, threads=2).speedup > 1.5  # untiled: no cap
+
+
+@pytest.mark.parametrize(("rows", "k", "speedup"), [(1, 3, 1.0), (3, 3, 1.5), (3, 7, 2.0)])
+def test_depthwise_speedup_is_capped_by_its_output_rows(rows, k, speedup):
+    """A depthwise conv of up to 25 taps is split by output rows (1 row: no speedup; 3 rows on
+    2 threads: 1.5x); a 7x7's multipass kernel splits finer (measured 2x on one pixel)."""
+    p = replace(PARAMS, parallel_efficiency=1.0, parallel_half_work_cycles=1e-9)
+    cost = op("DEPTHWISE_CONV_2D", (1, rows, 64, 256), weights=(1, k, k, 256))
+    cost = replace(cost, macs=rows * 64 * 256 * k * k)
+    assert one(cost, p, threads=2).speedup == pytest.approx(speedup, rel=1e-6)
+
+
 def test_few_pixel_indirect_convs_run_a_pixel_at_a_time():
     """With conv_rowwise_max_m 4, a 3x3 conv on 1, 2 or 4 output pixels costs
     conv_rowwise_rows tiled rows per pixel (2x2 measured 2.5x slower than 3x3 on AMX); a
@@ -687,9 +719,8 @@ def test_fit_chooses_the_conv_tile_width_that_explains_the_timings():
     start = replace(
         truth, conv_tile_n=1.0, conv_tile_m=1.0, conv_pixel_cycles=0.0, conv_tap_cycles=0.0
     )
-    fitted = fit(
-        samples, SPEC, start, names=names, prior_weight=0.0, tiles=(1, 16, 64), row_tiles=(1, 4)
-    )
+    steps = {"conv_tile_n": (1, 16, 64), "conv_tile_m": (1, 4)}
+    fitted = fit(samples, SPEC, start, names=names, prior_weight=0.0, steps=steps)
     assert fitted.conv_tile_n == 16 and fitted.conv_tile_m == 4
     assert fitted.conv_pixel_cycles > 0 and fitted.conv_tap_cycles > 0
     for s in samples:
