@@ -313,7 +313,7 @@ def parse_cpu_model(data: dict, where: str) -> CpuModel:
     for share in SHARES:
         if getattr(params, share) > 1.0:
             raise UsageError(f"target profile {where}: `{share}` must be in (0, 1].")
-    for tile in ("conv_tile_n", "conv_tile_m"):
+    for tile in ("conv_tile_n", "conv_tile_m", "conv_tile_k"):
         if getattr(params, tile) < 1:
             raise UsageError(f"target profile {where}: `{tile}` must be at least 1.")
     fitted = model.get("fitted", False)

@@ -526,6 +526,13 @@ def _parse(table: dict):
     return parse_cpu_model({"cpu_model": table}, "test.toml")
 
 
+@pytest.mark.parametrize("tile", ["conv_tile_n", "conv_tile_m", "conv_tile_k"])
+def test_a_conv_tile_below_one_is_a_usage_error(tile):
+    """A tile is a count of channels or pixels: 0.5 names the key and the floor."""
+    with pytest.raises(UsageError, match=f"`{tile}` must be at least 1"):
+        _parse({tile: 0.5})
+
+
 def test_band_keys_parse_to_an_uncertainty_band():
     model = _parse({"fitted": True, "conv_macs_per_cycle": 12.0, **BAND_TABLE})
     assert model.band == UncertaintyBand(0.8, 1.25, 0.9, 16, "held-out stacks")
