@@ -60,23 +60,33 @@ def _conv_cycles(cost: OpCost, p: CpuModelParams) -> float:
     conv as the conv of its MACs per output pixel, times its own penalty (XNNPACK's int8
     deconvolution measured ~9x slower than that on x86)."""
     cin = cost.weights[-1] if cost.weights else 1  # channels per tap: the K loop's step
-    n = cost.output[-1] if cost.output else 1
-    m = cost.out_elements / max(n, 1)  # output pixels: the GEMM's rows
+    m, n = _gemm_shape(cost)
     k = cost.macs / max(1, cost.out_elements)  # reduction depth kh*kw*Cin (/ stride^2)
     cycles = _gemm_cycles(m, n, cin, k, p)
     return cycles * p.transpose_conv_penalty if cost.op == "TRANSPOSE_CONV" else cycles
+
+
+def _gemm_shape(cost: OpCost) -> tuple[float, int]:
+    """A conv's GEMM: output pixels (its rows) by output channels (its columns)."""
+    n = cost.output[-1] if cost.output else 1
+    return cost.out_elements / max(n, 1), n
 
 
 def _whole_tiles(size: float, tile: float) -> int:
     return math.ceil(size / max(1.0, tile) - 1e-9)
 
 
+def _rounded_up(size: float, tile: float) -> float:
+    """`size` in whole tiles: what a kernel that works a tile at a time computes."""
+    return _whole_tiles(size, tile) * max(1.0, tile)
+
+
 def _gemm_cycles(m: float, n: int, cin: int, k: float, p: CpuModelParams) -> float:
     """m output pixels by n output channels over a reduction of depth k (taps x cin): per
     pixel (rounded up to whole tiles of conv_tile_m, or a pixel at a time on few pixels) and
-    tile of conv_tile_n channels, a fixed cost plus, per tap, the larger of the
-    tap's floor and its MACs (input channels in whole steps of conv_tile_k) over the rate (a smooth maximum, so the fit sees a slope); times
-    penalties for shallow and short GEMMs (and for narrow ones when there is no tile:
+    tile of conv_tile_n channels, a fixed cost plus, per tap, the larger of the tap's floor and
+    its MACs (input channels in whole steps of conv_tile_k) over the rate (a smooth maximum,
+    so the fit sees a slope); times penalties for shallow and short GEMMs (and for narrow ones when there is no tile:
     conv_tile_n 1)."""
     taps = k / max(cin, 1)
     tile = max(1.0, p.conv_tile_n)
@@ -84,9 +94,13 @@ def _gemm_cycles(m: float, n: int, cin: int, k: float, p: CpuModelParams) -> flo
     if taps > 1 and m <= p.conv_rowwise_max_m:  # a pixel at a time
         rows = m * p.conv_rowwise_rows
     else:
-        rows = _whole_tiles(m, p.conv_tile_m) * max(1.0, p.conv_tile_m)
-    depth = _whole_tiles(cin, p.conv_tile_k) * max(1.0, p.conv_tile_k)
-    per_tap = depth * tile / p.conv_macs_per_cycle * (1 + p.conv_cin_half / max(cin, 1))
+        rows = _rounded_up(m, p.conv_tile_m)
+    per_tap = (
+        _rounded_up(cin, p.conv_tile_k)
+        * tile
+        / p.conv_macs_per_cycle
+        * (1 + p.conv_cin_half / max(cin, 1))
+    )
     if p.conv_tap_cycles > 0:
         per_tap = (per_tap**4 + p.conv_tap_cycles**4) ** 0.25
     penalty = (1 + p.conv_k_half / max(k, 1)) * (1 + p.conv_m_half / max(m, 1))
@@ -190,8 +204,7 @@ def _parallel_pieces(cost: OpCost, kind: str, p: CpuModelParams) -> float:
     output channels; a depthwise conv of up to 25 taps, output rows (3 rows on 2 threads: 1.6x
     measured on the x86 host, 1 row 1.2x); every other op, as many as its work allows (inf)."""
     if kind == "conv" and cost.output:
-        n = cost.output[-1]
-        m = cost.out_elements / max(n, 1)
+        m, n = _gemm_shape(cost)
         return _whole_tiles(m, p.conv_tile_m) * _whole_tiles(n, p.conv_tile_n)
     if kind == "depthwise" and len(cost.output) == 4 and cost.inputs and cost.inputs[0]:
         if cost.inputs[0][-1] != cost.output[-1]:  # a depth multiplier: GEMMs, not rows
